@@ -1,3 +1,25 @@
 """Few-shot classification of cryo-ET subtomograms (FSCC) as scikit-learn estimators."""
 
+from ._calibration import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
+from ._embedder import Conv6Embedder
+from .model_selection import (
+    EpisodeResult,
+    adapt,
+    evaluate_episodes,
+    make_episodic_scorer,
+    sample_episode,
+)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "BaseStatistics",
+    "CalibratedFewShotClassifier",
+    "Conv6Embedder",
+    "EpisodeResult",
+    "adapt",
+    "evaluate_episodes",
+    "make_episodic_scorer",
+    "sample_episode",
+    "tukey_transform",
+]

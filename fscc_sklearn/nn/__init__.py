@@ -1,0 +1,7 @@
+"""PyTorch building blocks of FSCC (no scikit-learn, skorch or file handling here)."""
+
+from ._conv6 import Conv6
+from ._losses import CESupConLoss, SupConLoss
+from ._sampler import ClassBalancedBatchSampler
+
+__all__ = ["CESupConLoss", "ClassBalancedBatchSampler", "Conv6", "SupConLoss"]

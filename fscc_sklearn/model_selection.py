@@ -1,0 +1,176 @@
+"""Few-shot adaptation, N-way K-shot episodes and an episodic scorer for model selection."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+
+def few_shot_clone(classifier):
+    """An unfitted copy of ``classifier`` that will transfer its base statistics.
+
+    Classifiers with a ``base`` parameter (such as
+    :class:`CalibratedFewShotClassifier`) get ``base`` set to the fitted
+    classifier's ``base_statistics_``; others are simply cloned.
+    """
+    new = clone(classifier)
+    if "base" in new.get_params(deep=False):
+        check_is_fitted(classifier, "base_statistics_")
+        new.set_params(base=classifier.base_statistics_)
+    return new
+
+
+def adapt(estimator, X, y):
+    """Adapt a fitted model to novel classes from a few labelled examples.
+
+    Parameters
+    ----------
+    estimator : Pipeline or classifier
+        Fitted on the base classes; for a Pipeline, every step but the last is
+        frozen (``FrozenEstimator``) and the last one is re-fitted few-shot.
+    X : array-like
+        Support set, in the input space of ``estimator``.
+    y : array-like of shape (n_support,)
+        Labels of the novel classes.
+
+    Returns
+    -------
+    Pipeline or classifier
+        A new fitted model; ``estimator`` is left unchanged.
+    """
+    check_is_fitted(estimator)
+    if not isinstance(estimator, Pipeline):
+        return few_shot_clone(estimator).fit(X, y)
+    *head, (name, last) = estimator.steps
+    steps = [(n, FrozenEstimator(step)) for n, step in head]
+    return Pipeline([*steps, (name, few_shot_clone(last))]).fit(X, y)
+
+
+def sample_episode(y, n_way, k_shot, n_query, random_state=None):
+    """Indices of the support and query sets of one N-way K-shot episode.
+
+    ``n_way`` classes are drawn uniformly among those with at least
+    ``k_shot + n_query`` samples, then ``k_shot + n_query`` distinct samples of
+    each, so no support sample is ever a query.
+
+    Returns
+    -------
+    support, query : ndarray of int
+        ``n_way * k_shot`` and ``n_way * n_query`` indices into ``y``.
+    """
+    rng = check_random_state(random_state)
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    eligible = classes[counts >= k_shot + n_query]
+    if len(eligible) < n_way:
+        raise ValueError(
+            f"A {n_way}-way {k_shot}-shot episode with {n_query} queries needs "
+            f"{n_way} classes with >= {k_shot + n_query} samples; only "
+            f"{len(eligible)} of {len(classes)} classes have that many."
+        )
+    support, query = [], []
+    for c in rng.choice(eligible, size=n_way, replace=False):
+        picked = rng.choice(np.flatnonzero(y == c), size=k_shot + n_query, replace=False)
+        support.append(picked[:k_shot])
+        query.append(picked[k_shot:])
+    return np.concatenate(support), np.concatenate(query)
+
+
+@dataclass
+class EpisodeResult:
+    """Outcome of an episodic evaluation.
+
+    Attributes
+    ----------
+    mean : float
+        Mean accuracy over episodes.
+    ci95 : float
+        Half-width of the 95% confidence interval, ``1.96 * std / sqrt(n)``.
+    accuracies : ndarray of shape (n_episodes,)
+    seeds : ndarray of shape (n_episodes,)
+        Seed of every episode (sampling and classifier).
+    """
+
+    mean: float
+    ci95: float
+    accuracies: np.ndarray
+    seeds: np.ndarray
+
+
+def _split_features(estimator, X):
+    """Features of ``X`` under the frozen part of ``estimator``, and its classifier."""
+    if isinstance(estimator, Pipeline):
+        return estimator[:-1].transform(X), estimator[-1]
+    return X, estimator
+
+
+def _run_episode(classifier, F, y, seed, n_way, k_shot, n_query):
+    support, query = sample_episode(y, n_way, k_shot, n_query, random_state=seed)
+    model = few_shot_clone(classifier)
+    if "random_state" in model.get_params(deep=False):
+        model.set_params(random_state=seed)
+    model.fit(F[support], y[support])
+    return float(np.mean(model.predict(F[query]) == y[query]))
+
+
+def evaluate_episodes(
+    estimator,
+    X,
+    y,
+    *,
+    n_way=5,
+    k_shot=1,
+    n_query=15,
+    n_episodes=100,
+    random_state=None,
+    n_jobs=None,
+):
+    """N-way K-shot episodic accuracy of a model fitted on base classes.
+
+    ``X`` is embedded once by the frozen steps of a Pipeline; every episode then
+    fits a few-shot copy of the final classifier on its support set and scores
+    it on its queries. Episodes are seeded individually, so the result does not
+    depend on ``n_jobs``.
+
+    Returns
+    -------
+    EpisodeResult
+    """
+    rng = check_random_state(random_state)
+    seeds = rng.randint(0, 2**31 - 1, size=n_episodes)
+    y = np.asarray(y)
+    F, classifier = _split_features(estimator, X)
+    accs = Parallel(n_jobs=n_jobs)(
+        delayed(_run_episode)(classifier, F, y, seed, n_way, k_shot, n_query)
+        for seed in seeds
+    )
+    accs = np.asarray(accs)
+    ci95 = 1.96 * accs.std(ddof=1) / np.sqrt(len(accs)) if len(accs) > 1 else np.nan
+    return EpisodeResult(float(accs.mean()), float(ci95), accs, seeds)
+
+
+def make_episodic_scorer(n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
+    """A scorer ``(estimator, X, y) -> mean episodic accuracy`` for ``GridSearchCV``.
+
+    Use it with a class-disjoint split (e.g. ``GroupKFold`` with ``groups=y``) so
+    each test fold holds classes the estimator never saw, as novel classes are.
+    """
+
+    def episodic_accuracy(estimator, X, y):
+        return evaluate_episodes(
+            estimator,
+            X,
+            y,
+            n_way=n_way,
+            k_shot=k_shot,
+            n_query=n_query,
+            n_episodes=n_episodes,
+            random_state=random_state,
+        ).mean
+
+    return episodic_accuracy
