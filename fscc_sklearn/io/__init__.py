@@ -1,0 +1,41 @@
+"""Read, extract, normalise and write subtomograms and particle lists."""
+
+from ._extract import ExtractedSubtomograms, box_bounds, extract_subtomograms
+from ._mrc import Subtomograms, read_subtomograms, read_voxel_size
+from ._normalize import SubtomogramNormalizer, lowpass_filter, normalize_subtomograms
+from ._particles import (
+    ANGLE_CONVENTIONS,
+    PARTICLE_LIST_FORMATS,
+    ParticleTable,
+    detect_particle_list_format,
+    read_csv_particles,
+    read_particle_list,
+    read_shrec19,
+    read_shrec21,
+    read_star,
+)
+from ._write import write_particle_table, write_predictions, write_subtomograms
+
+__all__ = [
+    "ANGLE_CONVENTIONS",
+    "PARTICLE_LIST_FORMATS",
+    "ExtractedSubtomograms",
+    "ParticleTable",
+    "SubtomogramNormalizer",
+    "Subtomograms",
+    "box_bounds",
+    "detect_particle_list_format",
+    "extract_subtomograms",
+    "lowpass_filter",
+    "normalize_subtomograms",
+    "read_csv_particles",
+    "read_particle_list",
+    "read_shrec19",
+    "read_shrec21",
+    "read_star",
+    "read_subtomograms",
+    "read_voxel_size",
+    "write_particle_table",
+    "write_predictions",
+    "write_subtomograms",
+]

@@ -1,0 +1,475 @@
+"""Write subtomograms (MRC), particle tables and predictions (STAR/CSV) atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from ._mrc import MRC_SUFFIXES
+from ._particles import ANGLE_CONVENTIONS, ParticleTable
+
+__all__ = ["write_particle_table", "write_predictions", "write_subtomograms"]
+
+_TABLE_FORMATS = ("csv", "star")
+_STAR_XYZ = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
+_STAR_RESERVED = re.compile(r"^(data_|loop_|save_|global_|stop_|[_#$;'\"])", re.I)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path that replaces ``path`` once the block succeeds.
+
+    The temporary file lives in the same directory as ``path`` so the final
+    :func:`os.replace` (or, without ``overwrite``, :func:`os.link`, which never
+    clobbers) is atomic. On error the temporary file is removed and ``path``
+    is left untouched.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Final destination.
+    overwrite : bool, default=False
+        Whether an existing ``path`` may be replaced.
+
+    Yields
+    ------
+    tmp : pathlib.Path
+        Where to write the content.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    FileNotFoundError
+        If the parent directory of ``path`` does not exist.
+    ValueError
+        If ``path`` is a directory.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"Output path '{path}' is a directory; expected a file path")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"Output file '{path}' already exists; pass overwrite=True to replace it"
+        )
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"Output directory '{path.parent}' does not exist")
+    fd, tmp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, _FILE_MODE)
+        yield tmp
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(
+                    f"Output file '{path}' already exists; pass overwrite=True to "
+                    "replace it"
+                ) from None
+            except OSError:  # hard links unsupported here: best-effort check
+                if path.exists():
+                    raise FileExistsError(
+                        f"Output file '{path}' already exists; pass overwrite=True "
+                        "to replace it"
+                    ) from None
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _write_mrc(path: Path, data: np.ndarray, voxel_size: float | None, overwrite: bool):
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(data)
+            if voxel_size is not None:
+                mrc.voxel_size = voxel_size
+
+
+def write_subtomograms(
+    path: str | os.PathLike,
+    X: np.ndarray,
+    voxel_size: float | None,
+    *,
+    layout: str = "auto",
+    overwrite: bool = False,
+    prefix: str = "subtomo_",
+) -> list[Path]:
+    """Write subtomograms as one MRC volume stack or as a folder of MRC files.
+
+    Data are written as float32 (MRC mode 2). Each file is written to a
+    temporary file in the target directory and moved into place atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output ``.mrc``/``.mrcs`` file (stack layout) or folder (folder layout).
+    X : array-like of shape (n, D, H, W)
+        Real-valued volumes indexed ``[particle, z, y, x]``.
+    voxel_size : float or None
+        Voxel size in Angstrom written to the header; None leaves it unset (0).
+    layout : {"auto", "stack", "folder"}, default="auto"
+        ``"stack"`` writes one file flagged as a volume stack (space group
+        401); ``"folder"`` writes ``{prefix}{i:06d}.mrc`` files into ``path``
+        (created if missing). ``"auto"`` picks ``"stack"`` for MRC suffixes
+        and ``"folder"`` for paths without a suffix or existing folders.
+    overwrite : bool, default=False
+        Whether existing output files may be replaced.
+    prefix : str, default="subtomo_"
+        File name prefix for the folder layout.
+
+    Returns
+    -------
+    paths : list of pathlib.Path
+        The files written.
+
+    Raises
+    ------
+    FileExistsError
+        If an output file exists and ``overwrite`` is False.
+    ValueError
+        If ``X`` is not a real 4D array, ``voxel_size`` is not positive, the
+        layout cannot be chosen, or the output folder holds other MRC files
+        (which :func:`read_subtomograms` would pick up).
+    """
+    X = np.asarray(X)
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(
+            f"X must have shape (n, D, H, W) with n >= 1, got shape {X.shape}"
+        )
+    if np.iscomplexobj(X) or not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+    if voxel_size is not None and not (np.isfinite(voxel_size) and voxel_size > 0):
+        raise ValueError(
+            f"voxel_size must be a positive number or None, got {voxel_size!r}"
+        )
+    path = Path(path)
+    if layout == "auto":
+        if path.suffix.lower() in MRC_SUFFIXES:
+            layout = "stack"
+        elif path.is_dir() or path.suffix == "":
+            layout = "folder"
+        else:
+            raise ValueError(
+                f"Cannot choose a layout for '{path}': expected an MRC suffix "
+                f"{MRC_SUFFIXES} (stack) or a folder; pass layout="
+            )
+    if layout not in ("stack", "folder"):
+        raise ValueError(f"layout must be 'auto', 'stack' or 'folder', got {layout!r}")
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+
+    if layout == "stack":
+        _write_mrc(path, X32, voxel_size, overwrite)
+        return [path]
+
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Output folder '{path}' exists and is not a folder")
+    width = max(6, len(str(X.shape[0] - 1)))
+    targets = [path / f"{prefix}{i:0{width}d}.mrc" for i in range(X.shape[0])]
+    if path.is_dir():
+        target_set = set(targets)
+        others = sorted(
+            f
+            for f in path.iterdir()
+            if f.suffix.lower() in MRC_SUFFIXES and f not in target_set
+        )
+        if others:
+            raise ValueError(
+                f"Output folder '{path}' already holds other MRC files (e.g. "
+                f"'{others[0]}'); they would be read back with the new particles"
+            )
+        if not overwrite:
+            existing = [t for t in targets if t.exists()]
+            if existing:
+                raise FileExistsError(
+                    f"Output file '{existing[0]}' already exists; pass "
+                    "overwrite=True to replace it"
+                )
+    else:
+        path.mkdir(parents=False)
+    for t, vol in zip(targets, X32, strict=True):
+        _write_mrc(t, vol, voxel_size, overwrite)
+    return targets
+
+
+# --------------------------------------------------------------------------
+# tables
+
+
+def _table_format(path: Path, format: str) -> str:
+    if format == "auto":
+        suffix = path.suffix.lower().lstrip(".")
+        if suffix not in _TABLE_FORMATS:
+            raise ValueError(
+                f"Cannot infer the table format of '{path}' from its extension; "
+                f"expected .csv or .star, or pass format= one of {_TABLE_FORMATS}"
+            )
+        return suffix
+    if format not in _TABLE_FORMATS:
+        raise ValueError(
+            f"Unknown table format {format!r}; expected 'auto' or one of "
+            f"{_TABLE_FORMATS}"
+        )
+    return format
+
+
+def _star_value(value: str, column: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"STAR value {value!r} of column {column} contains a newline")
+    if value and not re.search(r"\s", value) and not _STAR_RESERVED.match(value):
+        return value
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise ValueError(
+        f"STAR value {value!r} of column {column} contains both quote characters"
+    )
+
+
+def _write_columns(
+    path: Path,
+    names: list[str],
+    columns: list[list[str]],
+    fmt: str,
+    overwrite: bool,
+    block: str = "particles",
+) -> None:
+    """Write string columns as CSV (header row) or as one STAR loop block."""
+    buf = io.StringIO()
+    rows = list(zip(*columns, strict=True)) if columns else []
+    if fmt == "csv":
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        for n in names:
+            if not re.fullmatch(r"_\S+", n):
+                raise ValueError(f"Invalid STAR column name {n!r}")
+        buf.write(f"\ndata_{block}\n\nloop_\n")
+        for k, n in enumerate(names, start=1):
+            buf.write(f"{n} #{k}\n")
+        for row in rows:
+            buf.write(
+                " ".join(_star_value(v, n) for v, n in zip(row, names, strict=True))
+                + "\n"
+            )
+        buf.write("\n")
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _float_strings(values: np.ndarray) -> list[str]:
+    return [repr(float(v)) for v in values]
+
+
+def _coord_columns(coords, fmt: str) -> tuple[list[str], list[list[str]]]:
+    coords = np.asarray(coords)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"coords must have shape (n, 3) (x, y, z), got {coords.shape}")
+    if np.iscomplexobj(coords) or not np.issubdtype(coords.dtype, np.number):
+        raise ValueError(f"coords must be real numbers, got dtype {coords.dtype}")
+    if not np.all(np.isfinite(coords)):
+        raise ValueError("coords must be finite")
+    names = list(_STAR_XYZ) if fmt == "star" else ["x", "y", "z"]
+    return names, [_float_strings(coords[:, k]) for k in range(3)]
+
+
+def write_particle_table(
+    path: str | os.PathLike,
+    table: ParticleTable,
+    *,
+    format: str = "auto",
+    label_column: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a particle table as CSV or as a RELION-style STAR file.
+
+    CSV files get columns ``x, y, z``, then the label column (``label`` by
+    default) and the angle columns of the table's convention (see
+    :data:`ANGLE_CONVENTIONS`). STAR files get one ``data_particles`` block
+    with ``_rlnCoordinateX/Y/Z``, the label column (``_fsccLabel`` by default;
+    pass ``label_column="_rlnClassNumber"`` for integer class numbers) and the
+    angle columns with a leading underscore. Floats are written in their
+    shortest round-trip form, so reading the file back gives identical values.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (``.csv`` or ``.star`` unless ``format`` is given).
+    table : ParticleTable
+        The particles.
+    format : {"auto", "csv", "star"}, default="auto"
+        Output format; ``"auto"`` uses the extension.
+    label_column : str, optional
+        Name of the label column.
+    overwrite : bool, default=False
+        Whether an existing file may be replaced.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    ValueError
+        If the format is unknown or a value cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile, os, numpy as np
+    >>> from fscc_sklearn.io import ParticleTable, read_particle_list
+    >>> table = ParticleTable(coords=np.array([[1.5, 2.0, 3.0]]), labels=["1BXN"])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = write_particle_table(os.path.join(tmp, "p.star"), table)
+    ...     back = read_particle_list(out)
+    >>> back.coords.tolist(), back.labels.tolist()
+    ([[1.5, 2.0, 3.0]], ['1BXN'])
+    """
+    if not isinstance(table, ParticleTable):
+        raise ValueError(f"table must be a ParticleTable, got {type(table).__name__}")
+    path = Path(path)
+    fmt = _table_format(path, format)
+    names, columns = _coord_columns(table.coords, fmt)
+    if table.labels is not None:
+        default = "_fsccLabel" if fmt == "star" else "label"
+        names.append(_column_name(label_column or default, fmt))
+        columns.append([str(v) for v in table.labels])
+    if table.angles is not None:
+        for k, n in enumerate(ANGLE_CONVENTIONS[table.angle_convention]):
+            names.append(_column_name(n, fmt))
+            columns.append(_float_strings(table.angles[:, k]))
+    _check_unique(names)
+    _write_columns(path, names, columns, fmt, overwrite)
+    return path
+
+
+def _column_name(name: str, fmt: str) -> str:
+    if fmt == "star":
+        return name if name.startswith("_") else "_" + name
+    return name
+
+
+def _check_unique(names: list[str]) -> None:
+    lowered = [n.lower() for n in names]
+    dup = sorted({n for n in lowered if lowered.count(n) > 1})
+    if dup:
+        raise ValueError(f"Duplicate output column names {dup}")
+
+
+def write_predictions(
+    path: str | os.PathLike,
+    coords: np.ndarray,
+    labels: Sequence,
+    probabilities: np.ndarray | None = None,
+    *,
+    classes: Sequence | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write predicted labels (and class probabilities) per particle.
+
+    The format follows the extension: ``.csv`` gives columns ``x, y, z,
+    label, proba_<class>...``; ``.star`` gives a ``data_particles`` block
+    with ``_rlnCoordinateX/Y/Z``, ``_fsccLabel`` and ``_fsccProba_<class>``.
+    Either file can be read back with :func:`read_particle_list`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output ``.csv`` or ``.star`` file.
+    coords : array-like of shape (n, 3)
+        Particle centres ``(x, y, z)`` in voxels.
+    labels : array-like of shape (n,)
+        Predicted label of each particle (written with ``str``).
+    probabilities : array-like of shape (n, n_classes), optional
+        Class probabilities, e.g. from ``predict_proba``.
+    classes : array-like of shape (n_classes,), optional
+        Class names for the probability columns (e.g. ``estimator.classes_``);
+        by default ``0 .. n_classes - 1``.
+    overwrite : bool, default=False
+        Whether an existing file may be replaced.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    ValueError
+        If the extension is not ``.csv``/``.star`` or the inputs disagree in
+        length or are not finite.
+    """
+    path = Path(path)
+    fmt = _table_format(path, "auto")
+    names, columns = _coord_columns(coords, fmt)
+    n = len(columns[0])
+    labels = np.asarray(labels, dtype=object)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+    names.append("_fsccLabel" if fmt == "star" else "label")
+    columns.append([str(v) for v in labels])
+    if probabilities is not None:
+        proba = np.asarray(probabilities)
+        if proba.ndim != 2 or proba.shape[0] != n:
+            raise ValueError(
+                f"probabilities must have shape ({n}, n_classes), got {proba.shape}"
+            )
+        if (
+            np.iscomplexobj(proba)
+            or not np.issubdtype(proba.dtype, np.number)
+            or not np.all(np.isfinite(proba))
+        ):
+            raise ValueError("probabilities must be finite real numbers")
+        if classes is None:
+            classes = list(range(proba.shape[1]))
+        classes = [str(c) for c in classes]
+        if len(classes) != proba.shape[1]:
+            raise ValueError(
+                f"classes has {len(classes)} entries but probabilities has "
+                f"{proba.shape[1]} columns"
+            )
+        for c in classes:
+            if not c or re.search(r"[\s,]", c):
+                raise ValueError(
+                    f"Class name {c!r} cannot be used in a column name (empty or "
+                    "contains whitespace or a comma)"
+                )
+        prefix = "_fsccProba_" if fmt == "star" else "proba_"
+        for k, c in enumerate(classes):
+            names.append(prefix + c)
+            columns.append(_float_strings(proba[:, k]))
+    elif classes is not None:
+        raise ValueError("classes given without probabilities")
+    _check_unique(names)
+    _write_columns(path, names, columns, fmt, overwrite)
+    return path
