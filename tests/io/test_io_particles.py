@@ -212,7 +212,9 @@ def test_format_errors(tmp_path):
     with pytest.raises(ValueError, match=r"Cannot detect the format.*u\.txt"):
         read_particle_list(unknown)
     ambiguous = _write(tmp_path, "amb.txt", "1234 1 2 3 0 0 0\n")
-    with pytest.raises(ValueError, match=r"Cannot tell whether '.*amb\.txt' is a SHREC'19"):
+    with pytest.raises(
+        ValueError, match=r"Cannot tell whether '.*amb\.txt' is a SHREC'19"
+    ):
         read_particle_list(ambiguous)
     # explicit format resolves the ambiguity
     assert read_particle_list(ambiguous, format="shrec21").coords.tolist() == [
