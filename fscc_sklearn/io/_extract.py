@@ -183,11 +183,18 @@ def extract_subtomograms(
     box = int(box)
     if border not in _BORDER_MODES:
         raise ValueError(f"border must be one of {_BORDER_MODES}, got {border!r}")
-    if isinstance(pad_value, str):
+    pad_with_mean = isinstance(pad_value, str)
+    if pad_with_mean:
         if pad_value != "mean":
             raise ValueError(f"pad_value must be a number or 'mean', got {pad_value!r}")
-    elif not np.isfinite(pad_value):
-        raise ValueError(f"pad_value must be finite, got {pad_value!r}")
+    elif (
+        isinstance(pad_value, bool)
+        or not isinstance(pad_value, (int, float, np.number))
+        or not np.isfinite(pad_value)
+    ):
+        raise ValueError(
+            f"pad_value must be a finite number or 'mean', got {pad_value!r}"
+        )
     coords = _as_coords(coords_xyz)
     centers = np.floor(coords + 0.5).astype(np.int64)  # (x, y, z), halves round up
 
@@ -246,7 +253,7 @@ def extract_subtomograms(
                 continue
             fill = (
                 float(np.mean(inner, dtype=np.float64))
-                if pad_value == "mean"
+                if pad_with_mean
                 else float(pad_value)
             )
             X[row] = fill

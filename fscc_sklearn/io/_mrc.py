@@ -79,6 +79,8 @@ def open_mrc(path: str | os.PathLike, permissive: bool = False) -> Iterator:
         warnings.simplefilter("always")
         try:
             mrc = mrcfile.mmap(path, mode="r", permissive=permissive)
+        except PermissionError:
+            raise
         except (ValueError, OSError, EOFError) as exc:
             raise ValueError(
                 f"Cannot read '{path}' as an MRC file (corrupt or truncated?): {exc}"
@@ -172,7 +174,7 @@ def _as_volumes(mrc, path: Path, one_volume_per_file: bool) -> np.ndarray:
     if data.ndim == 3:
         return data[np.newaxis]
     if data.ndim == 4:
-        if one_volume_per_file:
+        if one_volume_per_file and data.shape[0] != 1:
             raise ValueError(
                 f"MRC file '{path}' is a volume stack of {data.shape[0]} volumes; "
                 "expected one volume per file when reading a folder or a file list"
@@ -199,7 +201,7 @@ def read_subtomograms(
       :mod:`mrcfile` returns as 4D data): ``n`` particles;
     * a folder (its files with suffix ``.mrc``, ``.mrcs``, ``.map`` or ``.rec``,
       in sorted file-name order) or a list of files, each holding exactly one
-      3D volume.
+      volume (3D, or a volume stack of length 1).
 
     Files are opened memory-mapped with :func:`mrcfile.mmap` and copied into
     the result one at a time.
@@ -241,7 +243,11 @@ def read_subtomograms(
     ((3, 8, 8, 8), 10.0)
     """
     if expected_voxel_size is not None:
-        if not (np.isfinite(expected_voxel_size) and expected_voxel_size > 0):
+        if not (
+            isinstance(expected_voxel_size, (int, float, np.number))
+            and np.isfinite(expected_voxel_size)
+            and expected_voxel_size > 0
+        ):
             raise ValueError(
                 f"expected_voxel_size must be a positive number, "
                 f"got {expected_voxel_size!r}"

@@ -136,7 +136,8 @@ def normalize_subtomograms(X: np.ndarray, lowpass: float | None = None) -> np.nd
     std = flat.std(axis=1, dtype=np.float64)
     # Relative threshold: after filtering, a constant volume keeps a tiny
     # round-off spread that must not be blown up to unit variance.
-    constant = std <= _CONSTANT_RTOL * np.abs(flat).max(axis=1)
+    max_abs = np.maximum(np.abs(flat.max(axis=1)), np.abs(flat.min(axis=1)))
+    constant = std <= _CONSTANT_RTOL * max_abs
     if np.any(constant):
         idx = np.flatnonzero(constant)
         warnings.warn(

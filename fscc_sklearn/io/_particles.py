@@ -190,15 +190,16 @@ def _read_shrec(path, fmt: str) -> ParticleTable:
     n_rows = 0
     for lineno, tokens in _data_lines(_read_lines(p)):
         n_rows += 1
+        label = tokens[0]
+        if label.lower() in SHREC_NON_PARTICLES:
+            # Skipped whatever their other fields hold (they are not used).
+            skipped.append(lineno)
+            continue
         if len(tokens) != 7:
             raise ValueError(
                 f"{p}, line {lineno}: expected 7 whitespace-separated fields "
                 f"({layout}), found {len(tokens)}: {' '.join(tokens)!r}"
             )
-        label = tokens[0]
-        if label.lower() in SHREC_NON_PARTICLES:
-            skipped.append(lineno)
-            continue
         xyz = [_number(t, "a coordinate", p, lineno) for t in tokens[1:4]]
         if zyx_order:
             xyz = xyz[::-1]
@@ -232,8 +233,8 @@ def read_shrec19(path: str | os.PathLike) -> ParticleTable:
     Each row is ``pdb_id Z Y X rot_X rot_Y rot_Z`` (whitespace separated; note
     the Z Y X order of the coordinates, which are reordered to x, y, z here).
     Blank lines and lines starting with ``#`` are ignored. Rows labelled
-    ``vesicle`` or ``fiducial`` or with a NaN angle are skipped, counted in
-    ``n_skipped`` and reported with a warning.
+    ``vesicle`` or ``fiducial`` (whatever their other fields) or with a NaN
+    angle are skipped, counted in ``n_skipped`` and reported with a warning.
 
     Parameters
     ----------
@@ -260,7 +261,8 @@ def read_shrec21(path: str | os.PathLike) -> ParticleTable:
 
     Each row is ``CLASS x y z phi theta psi`` (whitespace separated), angles
     being extrinsic ZXZ Euler angles in degrees. Rows labelled ``vesicle`` or
-    ``fiducial``, and rows whose angles are NaN, are skipped; their number is
+    ``fiducial`` (whatever their other fields), and rows whose angles are
+    NaN, are skipped; their number is
     returned in ``n_skipped`` and reported with a :class:`UserWarning`.
 
     Parameters
@@ -664,14 +666,14 @@ def read_csv_particles(
 
 
 def _looks_like_shrec(p: Path, lines: list[str]) -> str | None:
-    rows = list(_data_lines(lines))
-    if not rows or any(len(t) != 7 for _, t in rows):
+    rows = [t for _, t in _data_lines(lines)]
+    proteins = [t for t in rows if t[0].lower() not in SHREC_NON_PARTICLES]
+    if not rows or any(len(t) != 7 for t in proteins):
         return None
     try:
-        [float(v) for _, t in rows for v in t[1:]]
+        [float(v) for t in proteins for v in t[1:]]
     except ValueError:
         return None
-    proteins = [t for _, t in rows if t[0].lower() not in SHREC_NON_PARTICLES]
     if any(t[0] != t[0].lower() for t in proteins):
         return "shrec21"
     if any(math.isnan(float(v)) for t in proteins for v in t[4:]):

@@ -181,6 +181,10 @@ def test_argument_validation(ramp_tomogram, tmp_path):
         extract_subtomograms(path, [[1, 1, 1]], box=3, border="wrap")
     with pytest.raises(ValueError, match="pad_value"):
         extract_subtomograms(path, [[1, 1, 1]], box=3, border="pad", pad_value="zero")
+    with pytest.raises(ValueError, match="pad_value"):
+        extract_subtomograms(path, [[1, 1, 1]], box=3, border="pad", pad_value=None)
+    with pytest.raises(ValueError, match="pad_value"):
+        extract_subtomograms(path, [[1, 1, 1]], box=3, border="pad", pad_value=np.inf)
     with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
         extract_subtomograms(path, [[1, 1]], box=3)
     with pytest.raises(ValueError, match="non-finite"):

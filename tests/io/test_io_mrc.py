@@ -187,3 +187,12 @@ def test_reads_are_not_views_of_the_file(tmp_path):
         warnings.simplefilter("error")
         again = read_subtomograms(path)
     assert np.any(again.X != 0)
+
+
+def test_folder_accepts_single_volume_stacks(tmp_path):
+    X = _random_stack(n=2)
+    write_subtomograms(tmp_path / "a.mrcs", X[:1], voxel_size=3.0)
+    write_subtomograms(tmp_path / "b.mrcs", X[1:], voxel_size=3.0)
+    sub = read_subtomograms(tmp_path)
+    np.testing.assert_array_equal(sub.X, X)
+    assert sub.index_in_file.tolist() == [0, 0]

@@ -98,6 +98,15 @@ def test_shrec21_skips_and_counts_non_particles(tmp_path):
         assert read_particle_list(path).format == "shrec21"
 
 
+def test_shrec21_short_vesicle_rows_are_skipped(tmp_path):
+    path = _write(tmp_path, "loc.txt", "vesicle 1 2 3\n1BXN 4 5 6 0 0 0\n")
+    with pytest.warns(UserWarning, match="Skipped 1 row"):
+        table = read_particle_list(path)
+    assert table.format == "shrec21"
+    assert table.coords.tolist() == [[4.0, 5.0, 6.0]]
+    assert table.skipped_lines == (1,)
+
+
 def test_shrec_junk_rows_name_the_line(tmp_path):
     bad_count = _write(tmp_path, "a.txt", "1BXN 1 2 3 0 0 0\n1BXN 1 2 3 0 0\n")
     with pytest.raises(ValueError, match=r"a\.txt, line 2: expected 7"):
