@@ -129,8 +129,12 @@ def _check_file(path: str | os.PathLike) -> Path:
 
 
 def _read_lines(p: Path) -> list[str]:
+    """Lines of a text file, split only at ``\\n``, ``\\r\\n`` or ``\\r``."""
     try:
-        return p.read_text(encoding="utf-8").splitlines()
+        # Not str.splitlines(), which also splits at form feeds and other
+        # control characters that may legitimately sit inside a quoted value.
+        with open(p, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"Particle list '{p}' is not a UTF-8 text file: {exc}"

@@ -26,7 +26,7 @@ def test_particle_table_round_trip(tmp_path, fmt):
     coords = rng.uniform(0, 500, size=(6, 3))
     coords[0] = [0.1, 1e-7, 123456.789]
     angles = rng.uniform(-180, 180, size=(6, 3))
-    labels = ["1BXN", "3GL1", "has space", "", "_under", "4V94"]
+    labels = ["1BXN", "3GL1", "has space", "", "_under", "protein"]
     for convention in ["shrec21_zxz", "shrec19_xyz", "relion_zyz"]:
         table = ParticleTable(
             coords=coords, labels=labels, angles=angles, angle_convention=convention
@@ -184,3 +184,12 @@ def test_atomic_output_leaves_target_untouched_on_error(tmp_path):
             raise RuntimeError("boom")
     assert path.read_text() == "original"
     assert _leftovers(tmp_path) == []
+
+
+def test_star_control_characters_stay_inside_values(tmp_path):
+    table = ParticleTable(coords=[[1, 2, 3], [4, 5, 6]], labels=["a\x0cb", "run"])
+    path = tmp_path / "ctrl.star"
+    write_particle_table(path, table)
+    back = read_particle_list(path)
+    assert back.labels.tolist() == ["a\x0cb", "run"]
+    np.testing.assert_array_equal(back.coords, table.coords)
