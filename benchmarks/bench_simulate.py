@@ -51,12 +51,16 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "affinity": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "scikit-learn": sklearn.__version__,
         "fscc_sklearn": fscc_sklearn.__version__,
+        # Other jobs on the machine slow the throughput figures down.
+        "load_average_at_start": list(os.getloadavg()),
     }
 
 
@@ -66,7 +70,9 @@ def throughput(n_per_class: int, n_jobs: int, repeats: int) -> dict:
     rates = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        d = simulate_subtomograms(SHREC21_CLASSES, n_per_class, random_state=SEED + r, **kw)
+        d = simulate_subtomograms(
+            SHREC21_CLASSES, n_per_class, random_state=SEED + r, **kw
+        )
         rates.append(len(d.X) / (time.perf_counter() - t0))
     return {
         "n_jobs": n_jobs,
@@ -112,7 +118,9 @@ def markdown(res: dict) -> str:
         "",
         f"{m['date_utc']} · {m['cpu']} · {m['affinity']} usable cores · Python "
         f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn "
-        f"{m['scikit-learn']}, fscc_sklearn {m['fscc_sklearn']} · seed {SEED}.",
+        f"{m['scikit-learn']}, fscc_sklearn {m['fscc_sklearn']} · seed {SEED} · "
+        f"load average at start {m['load_average_at_start'][0]:.2f} (other jobs "
+        "running on the same cores lower the throughput).",
         "",
         "## Throughput (13 SHREC'21 classes, 32^3, SNR 0.05, noise included)",
         "",
@@ -129,12 +137,15 @@ def markdown(res: dict) -> str:
         "## Realism vs a real SHREC'21 subtomogram",
         "",
         "P(0.45-0.50)/P(0.20-0.25) in cycles/voxel; anisotropy = mean power within 37 "
-        "degrees of x over that of z in the 0.15-0.30 shell; both with a 3D Hann window "
+        "degrees of x over that of z in the 0.15-0.30 shell; both with a 3D Hann "
+        "window "
         "unless marked. `noise` = simulated noise alone, `full` = signal + noise.",
         "",
         "| quantity | real SHREC'21 | "
-        + " | ".join(f"noise (SNR {r['snr_requested']}) | full (SNR {r['snr_requested']})"
-                     for r in res["realism"])
+        + " | ".join(
+            f"noise (SNR {r['snr_requested']}) | full (SNR {r['snr_requested']})"
+            for r in res["realism"]
+        )
         + " |",
         "|---|---|" + "---|---|" * len(res["realism"]),
     ]
@@ -146,8 +157,11 @@ def markdown(res: dict) -> str:
         lines.append(f"| {label} | {real} | {vals} |")
 
     row("P(Nyquist)/P(mid), Hann", f"{ref['nyquist_to_mid']:.3f}", "nyquist_to_mid")
-    row("P(Nyquist)/P(mid), no window", f"{ref['nyquist_to_mid_no_window']:.3f}",
-        "nyquist_to_mid_no_window")
+    row(
+        "P(Nyquist)/P(mid), no window",
+        f"{ref['nyquist_to_mid_no_window']:.3f}",
+        "nyquist_to_mid_no_window",
+    )
     row("power x / power z", f"{ref['x_over_z']:.2f}", "x_over_z")
     lines += [
         "",
@@ -160,8 +174,13 @@ def markdown(res: dict) -> str:
         for part in ("noise", "full"):
             vals = ", ".join(f"{v:.2f}" for v in r[part]["shell_power_no_window"])
             lines.append(f"- {part}, SNR {r['snr_requested']}: {vals}")
-    lines += ["", "## SNR", "", "| requested | measured | per class (smallest .. largest) |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "## SNR",
+        "",
+        "| requested | measured | per class (smallest .. largest) |",
+        "|---|---|---|",
+    ]
     for r in res["realism"]:
         pc = r["snr_per_class"]
         lo, hi = min(pc, key=pc.get), max(pc, key=pc.get)
@@ -197,7 +216,9 @@ def main() -> None:
             X = simulate_subtomograms(
                 SHREC21_CLASSES, n_real, snr=snr, random_state=SEED, n_jobs=2
             ).X
-            res["full_ratio_vs_snr"][str(snr)] = noise_spectrum_stats(X)["nyquist_to_mid"]
+            res["full_ratio_vs_snr"][str(snr)] = noise_spectrum_stats(X)[
+                "nyquist_to_mid"
+            ]
     res["reference"] = SHREC21_REFERENCE_STATS
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "simulate.json").write_text(json.dumps(res, indent=2) + "\n")

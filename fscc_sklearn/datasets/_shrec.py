@@ -6,7 +6,6 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from sklearn.utils import Bunch
 
 from ._cache import cache_key, get_data_home, load_npz, save_npz_atomic
@@ -63,7 +62,9 @@ def _novel_classes(
     novel = [str(c).lower() for c in split]
     unknown = sorted(set(novel) - set(classes))
     if unknown:
-        raise ValueError(f"Unknown novel classes {unknown}; choose from {list(classes)}.")
+        raise ValueError(
+            f"Unknown novel classes {unknown}; choose from {list(classes)}."
+        )
     if len(set(novel)) != len(novel):
         raise ValueError(f"split lists a class twice: {novel}.")
     if not 0 < len(novel) < len(classes):
@@ -94,7 +95,8 @@ def _load_like(
     clash = {"maps", "n_per_class", "box", "snr", "random_state", "n_jobs", "progress"}
     if clash & sim_kwargs.keys():
         raise ValueError(
-            f"Pass {sorted(clash & sim_kwargs.keys())} as arguments, not in simulate_kwargs."
+            f"Pass {sorted(clash & sim_kwargs.keys())} as arguments, "
+            "not in simulate_kwargs."
         )
     seed = random_state
     if seed is not None and not isinstance(seed, numbers.Integral):

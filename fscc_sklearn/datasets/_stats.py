@@ -105,7 +105,9 @@ def noise_spectrum_stats(
         return float(power[sel].mean())
 
     mid = shell_mean(0.20, 0.25)
-    shell_power = [shell_mean(lo, hi) / mid for lo, hi in zip(edges[:-1], edges[1:])]
+    shell_power = [
+        shell_mean(lo, hi) / mid for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+    ]
 
     in_shell = (k >= shell[0]) & (k < shell[1])
     cos_min = np.cos(np.radians(cone_deg))

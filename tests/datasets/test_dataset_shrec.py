@@ -6,11 +6,11 @@ import pytest
 from fscc_sklearn.datasets import (
     SHREC19_CLASSES,
     SHREC21_CLASSES,
+    _shrec,
     get_data_home,
     load_shrec19_like,
     load_shrec21_like,
 )
-from fscc_sklearn.datasets import _shrec
 
 SMALL = dict(n_per_class=2, box=12, progress=False)
 

@@ -107,7 +107,9 @@ def test_wedge_mask_geometry():
     assert m.shape == (32, 32, 17)
     full = missing_wedge_mask(32, rfft=False)
     # Symmetric under k -> -k (a central section holds both).
-    np.testing.assert_array_equal(full, np.roll(full[::-1, ::-1, ::-1], 1, axis=(0, 1, 2)))
+    np.testing.assert_array_equal(
+        full, np.roll(full[::-1, ::-1, ::-1], 1, axis=(0, 1, 2))
+    )
     # x and y axes measured, z axis missing (beam along z, tilt axis y).
     assert m[0, 0, 5] and m[0, 5, 0] and not m[5, 0, 0]
     # Direction 50 degrees from x in the z-x plane: in the data for +-60,
@@ -149,7 +151,9 @@ def _invariant_features(X):
     box = X.shape[-1]
     c = (box - 1) / 2
     z, y, x = np.ogrid[:box, :box, :box]
-    shells = np.minimum(np.sqrt((z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2), c).astype(int)
+    shells = np.minimum(np.sqrt((z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2), c).astype(
+        int
+    )
     counts = np.bincount(shells.ravel())
     flat = X.reshape(len(X), -1)
     profile = np.stack([np.bincount(shells.ravel(), w) / counts for w in flat])
@@ -193,7 +197,11 @@ def test_invalid_settings(kwargs, match):
 
 def test_callable_noise_spectrum():
     d = simulate_subtomograms(
-        ["1bxn"], 4, box=16, snr=0.5, random_state=0,
+        ["1bxn"],
+        4,
+        box=16,
+        snr=0.5,
+        random_state=0,
         noise_spectrum=lambda k: np.exp(-((k / 0.2) ** 2)),
     )
     assert d.params["noise_spectrum"] == "callable"
