@@ -98,6 +98,45 @@ class BaseStatistics:
         return self._factors[key]
 
 
+def calibrated_training_set(support, y, stats, *, k, alpha, n_samples, rng):
+    """Support features plus features drawn from their calibrated distributions.
+
+    Parameters
+    ----------
+    support : ndarray of shape (n_support, n_features)
+        Tukey-transformed support features.
+    y : ndarray of shape (n_support,)
+    stats : BaseStatistics
+    k : int
+        Nearest base classes (Euclidean distance to their means).
+    alpha : float
+        Constant added to every entry of the calibrated covariance.
+    n_samples : int
+        Draws per class, split evenly over its support features.
+    rng : RandomState
+
+    Returns
+    -------
+    X_train : ndarray of shape (n_support + n_drawn, n_features)
+    y_train : ndarray of shape (n_support + n_drawn,)
+    """
+    d2 = ((support[:, None, :] - stats.means[None]) ** 2).sum(-1)
+    neighbours = np.sort(np.argsort(d2, axis=1, kind="stable")[:, :k], axis=1)
+    means = (stats.means[neighbours].sum(1) + support) / (k + 1)
+    _, y_idx, n_shot = np.unique(y, return_inverse=True, return_counts=True)
+    n_draw = n_samples // n_shot[y_idx]
+    owner = np.repeat(np.arange(len(support)), n_draw)
+    z = rng.standard_normal((len(owner), support.shape[1]))
+    samples = np.empty_like(z)
+    # one matmul per distinct neighbour set; factors are memoised across fits
+    sets, set_of_support = np.unique(neighbours, axis=0, return_inverse=True)
+    for s, key in enumerate(sets):
+        rows = set_of_support.ravel()[owner] == s
+        factor = stats.sampling_factor(tuple(key), alpha)
+        samples[rows] = means[owner[rows]] + z[rows] @ factor.T
+    return np.concatenate([support, samples]), np.concatenate([y, y[owner]])
+
+
 def _as_base_statistics(base):
     if isinstance(base, BaseStatistics):
         return base
@@ -223,44 +262,27 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
             self.classes_ = self.base_statistics_.classes
             X_train, y_train = self._tukey(X), y
         else:
-            self.base_statistics_ = _as_base_statistics(self.base)
-            X_train, y_train = self._calibrated_training_set(X, y, rng)
+            stats = self.base_statistics_ = _as_base_statistics(self.base)
+            if X.shape[1] != stats.n_features:
+                raise ValueError(
+                    f"Support features have {X.shape[1]} dimensions; the base "
+                    f"statistics have {stats.n_features}."
+                )
+            if self.k > len(stats.classes):
+                raise ValueError(
+                    f"k={self.k} exceeds the number of base classes "
+                    f"({len(stats.classes)})."
+                )
+            self.classes_ = np.unique(y)
+            X_train, y_train = calibrated_training_set(
+                self._tukey(X), y, stats, k=self.k, alpha=self.alpha,
+                n_samples=self.n_samples, rng=rng,
+            )
         self.logreg_ = LogisticRegression(
             C=self.C, max_iter=self.max_iter, random_state=rng.randint(2**31 - 1)
         ).fit(X_train, y_train)
         self.n_iter_ = self.logreg_.n_iter_
         return self
-
-    def _calibrated_training_set(self, X, y, rng):
-        stats = self.base_statistics_
-        if X.shape[1] != stats.n_features:
-            raise ValueError(
-                f"Support features have {X.shape[1]} dimensions; the base statistics "
-                f"have {stats.n_features}."
-            )
-        if self.k > len(stats.classes):
-            raise ValueError(
-                f"k={self.k} exceeds the number of base classes ({len(stats.classes)})."
-            )
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        support = self._tukey(X)
-        d2 = ((support[:, None, :] - stats.means[None]) ** 2).sum(-1)
-        neighbours = np.argsort(d2, axis=1, kind="stable")[:, : self.k]
-        means = (stats.means[neighbours].sum(1) + support) / (self.k + 1)
-        n_shot = np.bincount(y_idx)[y_idx]
-        n_draw = self.n_samples // n_shot
-        z = rng.standard_normal((int(n_draw.sum()), X.shape[1]))
-        owner = np.repeat(np.arange(len(support)), n_draw)
-        samples = np.empty_like(z)
-        # one matmul per neighbour set; sets repeat, so factors are memoised
-        keys = [tuple(sorted(row)) for row in neighbours.tolist()]
-        for key in set(keys):
-            rows = np.isin(owner, [i for i, kk in enumerate(keys) if kk == key])
-            factor = stats.sampling_factor(key, self.alpha)
-            samples[rows] = means[owner[rows]] + z[rows] @ factor.T
-        X_train = np.concatenate([support, samples])
-        y_train = np.concatenate([y, y[owner]])
-        return X_train, y_train
 
     def _tukey(self, X):
         return tukey_transform(X, self.tukey_lambda)

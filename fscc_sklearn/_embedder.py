@@ -7,7 +7,7 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
 from sklearn.base import TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from torch.utils.data import DataLoader
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._validation import check_class_counts, check_volumes
 from .nn import CESupConLoss, ClassBalancedBatchSampler, Conv6
@@ -35,6 +35,33 @@ class _TrainAccuracy(Callback):
     def on_epoch_end(self, net, **kwargs):
         if self._seen:
             net.history.record("train_acc", self._hits / self._seen)
+
+
+class PreciseBatchNorm(Callback):
+    """Recompute BatchNorm statistics on the training data when training ends.
+
+    Running statistics are an exponential average over the last few batches,
+    taken while the weights were still moving; with few steps or a high learning
+    rate they do not match the final weights, and eval-mode features (the ones
+    that transfer) suffer. One forward pass over the training set with a
+    cumulative average fixes that.
+    """
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        norms = [m for m in net.module_.modules() if isinstance(m, _BatchNorm)]
+        if not norms or X is None:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+        net.module_.train()
+        with torch.no_grad():
+            for Xb, _ in net.get_iterator(net.get_dataset(X), training=False):
+                net.module_(Xb.to(net.device))
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        net.module_.eval()
 
 
 class Conv6Embedder(TransformerMixin, NeuralNet):
@@ -83,6 +110,12 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         The trained network.
     history : skorch.History
         Per-epoch ``train_loss``, ``train_acc`` and duration.
+
+    Notes
+    -----
+    When training ends, BatchNorm statistics are recomputed over the training
+    data (callback ``precise_bn``; ``callbacks__precise_bn=None`` disables it),
+    so eval-mode features match the final weights.
     """
 
     def __init__(
@@ -124,6 +157,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("train_acc", _TrainAccuracy()),
+            ("precise_bn", PreciseBatchNorm()),
             ("print_log", PrintLog()),
         ]
 
@@ -154,17 +188,20 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         return self
 
     def get_iterator(self, dataset, training=False):
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        seed = int(self.sampler_rng_.integers(2**63 - 1)) if training else 0
+        # DataLoader seeds its workers from a generator: give it ours, so the
+        # caller's global torch RNG is never consumed
+        kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
         if not training:
-            return super().get_iterator(dataset, training=training)
-        kwargs = self.get_params_for("iterator_train")
+            kwargs.setdefault("batch_size", self.batch_size)
+            return self.iterator_valid(dataset, **kwargs)
         kwargs.pop("batch_size", None)
         kwargs.pop("shuffle", None)
         sampler = ClassBalancedBatchSampler(
-            _dataset_labels(dataset),
-            self.batch_size,
-            seed=int(self.sampler_rng_.integers(2**63 - 1)),
+            _dataset_labels(dataset), self.batch_size, seed=seed
         )
-        return DataLoader(dataset, batch_sampler=sampler, **kwargs)
+        return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
     def fit(self, X, y, **fit_params):
         """Pre-train on base-class subtomograms ``X`` with labels ``y``."""

@@ -12,6 +12,11 @@ def tiny_embedder(**params):
     return Conv6Embedder(**{**defaults, **params})
 
 
+@pytest.fixture(name="tiny_embedder", scope="session")
+def tiny_embedder_factory():
+    return tiny_embedder
+
+
 @pytest.fixture(scope="session")
 def toy_data():
     """10 toy classes of 16^3 volumes: 0-5 are base classes, 6-9 novel."""
@@ -25,7 +30,7 @@ def toy_data():
 def fitted_pipeline(toy_data):
     X_base, y_base, _, _ = toy_data
     pipe = Pipeline([
-        ("embed", tiny_embedder(max_epochs=8)),
+        ("embed", tiny_embedder(max_epochs=8, lr=0.01, module__width=16)),
         ("clf", CalibratedFewShotClassifier(n_samples=100, random_state=0)),
     ])
     return pipe.fit(X_base, y_base)
