@@ -206,3 +206,20 @@ def test_callable_noise_spectrum():
     )
     assert d.params["noise_spectrum"] == "callable"
     assert noise_spectrum_stats(d.X)["nyquist_to_mid"] < 0.05
+
+
+def test_pose_convention_moves_map_points_as_documented():
+    # A compact blob 7 voxels off the map centre along x (numpy order z, y, x).
+    n = 33
+    grid = np.indices((n, n, n)) - (n - 1) / 2
+    offset = np.array([0.0, 0.0, 7.0])
+    blob = np.exp(-((grid - offset[:, None, None, None]) ** 2).sum(0) / (2 * 1.2**2))
+    d = simulate_subtomograms(
+        {"blob": (blob, 10.0)}, 6, box=32, snr=None, defocus=1.0, shift=2.0,
+        random_state=4,
+    )  # fmt: skip
+    centre = np.full(3, 31 / 2)
+    for X, rot, shift in zip(d.X, d.rotations, d.shifts, strict=True):
+        expected = rot @ offset + shift + centre
+        darkest = np.unravel_index(np.argmin(X), X.shape)  # protein is dark
+        assert np.linalg.norm(np.array(darkest) - expected) < 1.5
