@@ -67,13 +67,14 @@ def machine_info() -> dict:
 def throughput(n_per_class: int, n_jobs: int, repeats: int) -> dict:
     kw = dict(box=32, snr=0.05, n_jobs=n_jobs)
     simulate_subtomograms(SHREC21_CLASSES, 2, random_state=SEED, **kw)  # warm-up
-    rates = []
+    rates, cpu_rates = [], []
     for r in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         d = simulate_subtomograms(
             SHREC21_CLASSES, n_per_class, random_state=SEED + r, **kw
         )
         rates.append(len(d.X) / (time.perf_counter() - t0))
+        cpu_rates.append(len(d.X) / (time.process_time() - c0))
     return {
         "n_jobs": n_jobs,
         "n_subtomograms": len(SHREC21_CLASSES) * n_per_class,
@@ -81,6 +82,8 @@ def throughput(n_per_class: int, n_jobs: int, repeats: int) -> dict:
         "per_second_median": statistics.median(rates),
         "per_second_best": max(rates),
         "per_second_all": rates,
+        # Less sensitive to other jobs on the machine than wall-clock rates.
+        "per_cpu_second_median": statistics.median(cpu_rates),
     }
 
 
@@ -124,13 +127,13 @@ def markdown(res: dict) -> str:
         "",
         "## Throughput (13 SHREC'21 classes, 32^3, SNR 0.05, noise included)",
         "",
-        "| threads | subtomograms | median /s | best /s |",
-        "|---|---|---|---|",
+        "| threads | subtomograms | median /s | best /s | per CPU-second |",
+        "|---|---|---|---|---|",
     ]
     for t in res["throughput"]:
         lines.append(
             f"| {t['n_jobs']} | {t['n_subtomograms']} | {t['per_second_median']:.0f} "
-            f"| {t['per_second_best']:.0f} |"
+            f"| {t['per_second_best']:.0f} | {t['per_cpu_second_median']:.0f} |"
         )
     lines += [
         "",
@@ -197,6 +200,14 @@ def markdown(res: dict) -> str:
         + ", ".join(f"SNR {s}: {v:.3f}" for s, v in res["full_ratio_vs_snr"].items())
         + f" (real: {ref['nyquist_to_mid']:.3f}).",
         "",
+        "Reading: the simulated noise alone matches the real fall-off and wedge "
+        "anisotropy. In a full subtomogram the signal adds low- and mid-frequency "
+        "power, so the ratio drops as SNR grows; the real subtomogram's ratio is "
+        "reached only at SNR around 0.005-0.01 here. Either SHREC'21's SNR (not "
+        "published) is below the default 0.05, or its particles carry less "
+        "mid-frequency signal; the real figure comes from a single subtomogram, so "
+        "this is weak evidence.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -209,7 +220,7 @@ def main() -> None:
     n_real = 10 if args.quick else 40
     with threadpool_limits(limits=2):
         res = {"machine": machine_info(), "seed": SEED}
-        res["throughput"] = [throughput(n_speed, j, 3) for j in (1, 2)]
+        res["throughput"] = [throughput(n_speed, j, 5) for j in (1, 2)]
         res["realism"] = [realism(s, n_real) for s in (0.05, 0.02)]
         res["full_ratio_vs_snr"] = {}
         for snr in (0.005, 0.01, 0.02, 0.05, 0.1, 0.5):
