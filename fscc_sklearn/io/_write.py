@@ -391,6 +391,7 @@ def write_predictions(
     probabilities: np.ndarray | None = None,
     *,
     classes: Sequence | None = None,
+    tomograms: Sequence | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write predicted labels (and class probabilities) per particle.
@@ -413,6 +414,9 @@ def write_predictions(
     classes : array-like of shape (n_classes,), optional
         Class names for the probability columns (e.g. ``estimator.classes_``);
         by default ``0 .. n_classes - 1``.
+    tomograms : array-like of shape (n,), optional
+        Tomogram of each particle, for tables that span several tomograms;
+        written first as column ``tomogram`` (CSV) or ``_rlnTomoName`` (STAR).
     overwrite : bool, default=False
         Whether an existing file may be replaced.
 
@@ -438,6 +442,12 @@ def write_predictions(
         raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
     names.append("_fsccLabel" if fmt == "star" else "label")
     columns.append([str(v) for v in labels])
+    if tomograms is not None:
+        tomograms = np.asarray(tomograms, dtype=object)
+        if tomograms.shape != (n,):
+            raise ValueError(f"tomograms must have shape ({n},), got {tomograms.shape}")
+        names.insert(0, "_rlnTomoName" if fmt == "star" else "tomogram")
+        columns.insert(0, [str(v) for v in tomograms])
     if probabilities is not None:
         proba = np.asarray(probabilities)
         if proba.ndim != 2 or proba.shape[0] != n:
