@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._resources import check_memory, nbytes_of
 from ._mrc import _header_voxel_size, open_mrc
 from ._particles import ParticleTable
 
@@ -166,6 +167,8 @@ def extract_subtomograms(
         means a wrong axis order or binning, so it is never skipped quietly);
         the message lists the offending particles. Also for a bad ``box``,
         ``border``, ``pad_value``, coordinates or tomogram.
+    MemoryError
+        If the extracted boxes would not fit in the available memory.
 
     Examples
     --------
@@ -243,7 +246,11 @@ def extract_subtomograms(
             skipped = np.empty(0, dtype=np.intp)
             padded = np.flatnonzero(crosses)
 
-        X = np.empty((kept.size, box, box, box), dtype=np.float32)
+        shape = (kept.size, box, box, box)
+        check_memory(
+            nbytes_of(shape, np.float32), f"{kept.size} subtomograms of {box}^3 voxels"
+        )
+        X = np.empty(shape, dtype=np.float32)
         for row, i in enumerate(kept):
             lo = np.maximum(start[i], 0)
             hi = np.minimum(stop[i], shape_zyx)

@@ -12,6 +12,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from .._resources import check_memory, nbytes_of
+
 __all__ = ["Subtomograms", "read_subtomograms", "read_voxel_size"]
 
 #: File name suffixes (lower case) recognised as MRC files inside a folder.
@@ -230,6 +232,8 @@ def read_subtomograms(
         If a file is corrupt, truncated or not a volume, if files disagree in
         box shape or voxel size, or if the voxel size differs from
         ``expected_voxel_size``. The message names the offending file.
+    MemoryError
+        If the volumes would not fit in the available memory.
 
     Examples
     --------
@@ -288,9 +292,18 @@ def read_subtomograms(
             if one_per_file:
                 # One volume per file: fill a preallocated array in place.
                 if X is None:
-                    X = np.empty((len(files), *ref_shape), dtype=np.float32)
+                    shape = (len(files), *ref_shape)
+                    check_memory(
+                        nbytes_of(shape, np.float32),
+                        f"{len(files)} subtomograms of shape {ref_shape}",
+                    )
+                    X = np.empty(shape, dtype=np.float32)
                 X[i] = vols[0]
             else:
+                check_memory(
+                    nbytes_of(vols.shape, np.float32),
+                    f"the {vols.shape[0]} subtomograms of '{f}' (shape {vols.shape})",
+                )
                 X = np.array(vols, dtype=np.float32, copy=True)
         names.extend([str(f)] * vols.shape[0])
         indices.append(np.arange(vols.shape[0]))
