@@ -60,6 +60,7 @@ def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache may be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
