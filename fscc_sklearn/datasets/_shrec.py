@@ -88,6 +88,7 @@ def _load_like(
     n_jobs: int | None,
     simulate_kwargs: Mapping | None,
     descr: str,
+    stand_ins: Mapping[str, str] | None = None,
 ) -> Bunch:
     novel = _novel_classes(split, classes, paper_novel)
     base = [c for c in classes if c not in novel]
@@ -147,6 +148,7 @@ def _load_like(
         for extra in ("rotations", "shifts", "defocus"):
             out[f"{extra}_{part}"] = arrays[extra][sl]
     out["cache_path"] = None if path is None else str(path)
+    out["stand_ins"] = dict(stand_ins or {})
     return out
 
 
@@ -160,7 +162,8 @@ _RETURNS = """
         ``shifts_*`` (n, 3) and ``defocus_*`` (n,) as in
         :func:`simulate_subtomograms`; ``params`` (dict of every setting,
         including ``seed``, library version and map checksum); ``cache_path``
-        (str or None) and ``DESCR``. Samples are ordered class by class.
+        (str or None), ``stand_ins`` (SHREC'19 class -> map used in its place;
+        empty for SHREC'21) and ``DESCR``. Samples are ordered class by class.
 """
 
 _COMMON_PARAMS = """
@@ -294,6 +297,7 @@ def load_shrec19_like(
             "and 3j9i standing in for 4b4t and 4d8q (polnet maps, Apache-2.0). "
             "Not the SHREC'19 data."
         ),
+        stand_ins=SHREC19_STAND_INS,
     )
 
 

@@ -50,6 +50,7 @@ def test_shrec19_like_stand_ins(cache_dir):
     assert sorted(d.base_classes + d.novel_classes) == sorted(SHREC19_CLASSES)
     assert d.novel_classes == ["1u6g", "3cf3", "3gl1", "3qm1", "3j9i"]
     assert "4v4r" in d.base_classes
+    assert d.stand_ins == {"4b4t": "4v4r", "4d8q": "3j9i"}
     assert "stand" in load_shrec19_like.__doc__ and "4d8q" in d.DESCR
 
 
