@@ -334,7 +334,8 @@ def simulate_subtomograms(
     cs : float, default=2.7
         Spherical aberration in mm.
     shift : float, default=1.0
-        Largest shift per axis in voxels (0 disables shifts).
+        Largest shift per axis in voxels (0 disables shifts); it stands for
+        picking error (SHREC positions are whole voxels, so about 0.5-1).
     noise_spectrum : {"shrec", "white"} or callable, default="shrec"
         Radial noise power; a callable gets the frequency magnitude array in
         cycles/voxel and returns powers. It is rescaled to give the SNR.
