@@ -71,6 +71,12 @@ class CESupConLoss(nn.Module):
         Weight ``lambda`` of the supervised contrastive term (0 gives plain CE).
     temperature : float, default=0.07
         Temperature of :class:`SupConLoss`.
+
+    Attributes
+    ----------
+    last_terms : dict
+        ``{"ce": tensor, "supcon": tensor or None}``, the detached unweighted
+        terms of the last call (``supcon`` is None when ``sup_con_weight`` is 0).
     """
 
     def __init__(self, sup_con_weight=0.05, temperature=0.07):
@@ -80,7 +86,15 @@ class CESupConLoss(nn.Module):
 
     def forward(self, y_pred, y_true):
         logits, features = y_pred
-        loss = F.cross_entropy(logits, y_true)
+        ce = F.cross_entropy(logits, y_true)
+        loss = ce
+        supcon = None
         if self.sup_con_weight:
-            loss = loss + self.sup_con_weight * self.supcon(features, y_true)
+            supcon = self.supcon(features, y_true)
+            loss = loss + self.sup_con_weight * supcon
+        # detached parts of the last batch, for progress reports and history
+        self.last_terms = {
+            "ce": ce.detach(),
+            "supcon": None if supcon is None else supcon.detach(),
+        }
         return loss
