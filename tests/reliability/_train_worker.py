@@ -1,0 +1,93 @@
+"""Train a tiny Conv6Embedder in a child process; used by the resume tests.
+
+Usage: python _train_worker.py OUT_DIR [--checkpoint DIR] [--kill-after N]
+[--kill-in-write N]. Writes OUT_DIR/features.npy and OUT_DIR/loss.json when
+training finishes; ``--kill-after N`` sends SIGKILL to itself right after the
+checkpoint of epoch N, ``--kill-in-write N`` half-way through writing it.
+"""
+
+import argparse
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from fscc_sklearn import Conv6Embedder, _checkpoint
+from fscc_sklearn._checkpoint import AtomicCheckpoint
+from fscc_sklearn._toy import make_toy_volumes
+
+MAX_EPOCHS = 4
+
+
+class KillAfter(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_in_write(epoch):
+    """Make the checkpoint write of ``epoch`` die after half of its bytes."""
+    calls = {"n": 0}
+    write_all = _checkpoint._write_all
+
+    def write_half_then_die(fh, data):
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            os.fsync(fh.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+        write_all(fh, data)
+
+    _checkpoint._write_all = write_half_then_die
+
+
+def make_data():
+    return make_toy_volumes(n_classes=3, n_per_class=8, box=8, random_state=0)
+
+
+def make_embedder(callbacks=()):
+    return Conv6Embedder(
+        module__width=4,
+        max_epochs=MAX_EPOCHS,
+        batch_size=12,
+        lr=0.01,
+        random_state=0,
+        device="cpu",
+        callbacks=list(callbacks),
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--kill-after", type=int)
+    parser.add_argument("--kill-in-write", type=int)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    callbacks = []
+    if args.checkpoint:
+        callbacks.append(AtomicCheckpoint(args.checkpoint))
+    if args.kill_after:
+        callbacks.append(KillAfter(args.kill_after))
+    if args.kill_in_write:
+        kill_in_write(args.kill_in_write)
+    X, y = make_data()
+    emb = make_embedder(callbacks).fit(X, y)
+    out = Path(args.out)
+    np.save(out / "features.npy", emb.transform(X))
+    (out / "loss.json").write_text(json.dumps(emb.history[:, "train_loss"]))
+    resumed = callbacks[0].resumed_from_ if callbacks else 0
+    (out / "resumed_from.txt").write_text(str(resumed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Checkpoints survive kills and resume to the bit-identical model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fscc_sklearn import Conv6Embedder
+from fscc_sklearn._checkpoint import AtomicCheckpoint, load_checkpoint
+from fscc_sklearn._toy import make_toy_volumes
+
+WORKER = Path(__file__).with_name("_train_worker.py")
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, str(WORKER), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the worker: same reduction order
+    yield
+    torch.set_num_threads(before)
+
+
+def test_sigkill_then_resume_gives_identical_model(tmp_path, one_thread):
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import _train_worker as worker
+    finally:
+        sys.path.pop(0)
+    X, y = worker.make_data()
+    uninterrupted = worker.make_embedder().fit(X, y)
+    resumed, ckpt = tmp_path / "resumed", tmp_path / "ckpt"
+    resumed.mkdir()
+
+    killed = _run(resumed, "--checkpoint", ckpt, "--kill-after", 2)
+    assert killed.returncode == -9
+    assert not (resumed / "features.npy").exists()
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+    # resumes from epoch 2, then dies half-way through writing epoch 3
+    torn = _run(resumed, "--checkpoint", ckpt, "--kill-in-write", 1)
+    assert torn.returncode == -9
+    assert list(ckpt.glob(".*.tmp")), "the torn write should have left a temp file"
+    assert load_checkpoint(ckpt)["epoch"] == 2  # previous checkpoint intact
+
+    final = _run(resumed, "--checkpoint", ckpt)
+    assert final.returncode == 0, final.stderr
+    assert (resumed / "resumed_from.txt").read_text() == "2"
+    assert not list(ckpt.glob(".*.tmp"))
+    assert load_checkpoint(ckpt)["epoch"] == 4
+
+    a, b = uninterrupted.transform(X), np.load(resumed / "features.npy")
+    assert a.std() > 0
+    np.testing.assert_array_equal(a, b)
+    loss = json.loads((resumed / "loss.json").read_text())
+    assert loss == uninterrupted.history[:, "train_loss"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_toy_volumes(n_classes=3, n_per_class=8, box=8, random_state=1)
+
+
+def _embedder(ckpt, **params):
+    defaults = dict(
+        module__width=4,
+        max_epochs=2,
+        batch_size=12,
+        lr=0.01,
+        random_state=0,
+        device="cpu",
+    )
+    callbacks = [AtomicCheckpoint(ckpt)] if ckpt is not None else []
+    return Conv6Embedder(callbacks=callbacks, **{**defaults, **params})
+
+
+def test_extending_max_epochs_matches_a_longer_run(tmp_path, data):
+    X, y = data
+    longer = _embedder(None, max_epochs=2).fit(X, y)
+    short = _embedder(tmp_path, max_epochs=1).fit(X, y)
+    assert not np.array_equal(short.transform(X), longer.transform(X))
+    extended = _embedder(tmp_path, max_epochs=2).fit(X, y)
+    assert extended.callbacks[0].resumed_from_ == 1
+    assert len(extended.history) == 2
+    np.testing.assert_array_equal(extended.transform(X), longer.transform(X))
+
+
+def test_refit_of_a_finished_run_trains_no_more(tmp_path, data):
+    X, y = data
+    first = _embedder(tmp_path).fit(X, y)
+    again = _embedder(tmp_path).fit(X, y)
+    assert again.callbacks[0].resumed_from_ == 2
+    assert len(again.history) == 2
+    np.testing.assert_array_equal(first.transform(X), again.transform(X))
+    assert "get_iterator" not in again.__dict__  # the replay hook is gone
+
+
+def test_resume_false_starts_over(tmp_path, data):
+    X, y = data
+    _embedder(tmp_path, max_epochs=1).fit(X, y)
+    emb = _embedder(None, max_epochs=2)
+    emb.set_params(callbacks=[AtomicCheckpoint(tmp_path, resume=False)])
+    emb.fit(X, y)
+    assert emb.callbacks[0].resumed_from_ == 0
+    assert load_checkpoint(tmp_path)["epoch"] == 2
+
+
+def test_other_data_or_params_refuse_to_resume(tmp_path, data):
+    X, y = data
+    _embedder(tmp_path, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="other data"):
+        _embedder(tmp_path).fit(X[::-1].copy(), y)
+    with pytest.raises(ValueError, match=r"other parameters \(\['lr'\]"):
+        _embedder(tmp_path, lr=0.02).fit(X, y)
+
+
+def test_damaged_checkpoint_gives_a_clear_error(tmp_path, data):
+    X, y = data
+    _embedder(tmp_path, max_epochs=1).fit(X, y)
+    path = tmp_path / "fscc_checkpoint.pt"
+    raw = path.read_bytes()
+    for damaged in (raw[: len(raw) // 3], b"\x00junk" * 50, b"", raw[:-1]):
+        path.write_bytes(damaged)
+        with pytest.raises(ValueError, match="not a readable fscc checkpoint"):
+            load_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="not a readable fscc checkpoint"):
+        _embedder(tmp_path).fit(X, y)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').close()",))
+
+
+def test_checkpoint_loading_never_runs_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"meta": _Payload()}, tmp_path / "fscc_checkpoint.pt")
+    with pytest.raises(ValueError, match="not a readable fscc checkpoint"):
+        load_checkpoint(tmp_path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_missing_checkpoint_and_bad_filename(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="plain file name"):
+        AtomicCheckpoint(tmp_path, filename="../x.pt").initialize()
