@@ -1,0 +1,409 @@
+"""Inputs and outputs of the ``fscc`` command: labelled subtomograms, tables, resampling."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .io import extract_subtomograms, read_particle_list, read_subtomograms
+from .io._particles import read_star_blocks
+from .io._write import _write_columns
+
+__all__ = [
+    "LabelledData",
+    "read_labels_table",
+    "load_subtomogram_data",
+    "load_tomogram_data",
+    "resample_volumes",
+    "write_labels_table",
+    "write_prediction_table",
+]
+
+_CSV_NAME = ("subtomogram", "file", "filename", "image", "rlnimagename")
+_CSV_LABEL = ("label", "class")
+_STAR_NAME = ("_rlnImageName", "_rlnSubtomogramName", "_rlnTomoParticleName")
+_STAR_LABEL = ("_fsccLabel", "_rlnClassNumber")
+
+
+@dataclass
+class LabelledData:
+    """Subtomograms with what the command knows about them.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, D, H, W), float32
+    y : ndarray of shape (n,) of str, or None
+    voxel_size : float or None
+        Angstrom.
+    names : list of str
+        One identifier per subtomogram (``N@file`` for stacks, 1-based as RELION).
+    coords : ndarray of shape (n, 3) or None
+        ``(x, y, z)`` in tomogram voxels when known.
+    source : str
+        What was read (for messages).
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    voxel_size: float | None
+    names: list[str]
+    coords: np.ndarray | None
+    source: str
+
+    def subset(self, rows: np.ndarray) -> LabelledData:
+        return LabelledData(
+            self.X[rows],
+            None if self.y is None else self.y[rows],
+            self.voxel_size,
+            [self.names[i] for i in rows],
+            None if self.coords is None else self.coords[rows],
+            self.source,
+        )
+
+
+# ----------------------------------------------------------------------------
+# label tables
+
+
+@dataclass
+class LabelsTable:
+    labels: np.ndarray  # str
+    names: list[str] | None  # subtomogram identifiers, or None: by row order
+    coords: np.ndarray | None
+    path: Path
+    lines: list[int]
+
+
+def read_labels_table(path: str | os.PathLike) -> LabelsTable:
+    """Read a CSV (``subtomogram,label[,x,y,z]``) or STAR labels table.
+
+    CSV: a header row; the label column is ``label`` or ``class``; an optional
+    ``subtomogram`` column names each file (``N@stack.mrcs`` for the N-th volume
+    of a stack, 1-based); optional ``x, y, z``. STAR: a loop with ``_fsccLabel``
+    or ``_rlnClassNumber``, optionally ``_rlnImageName`` and
+    ``_rlnCoordinateX/Y/Z``. Without a name column, rows follow the sorted
+    subtomogram files.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"Labels file not found: '{p}'")
+    if p.suffix.lower() == ".star":
+        return _read_star_labels(p)
+    if p.suffix.lower() != ".csv":
+        raise ValueError(f"Labels file '{p}': expected a .csv or .star file.")
+    with open(p, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    rows = [
+        (i, r) for i, r in enumerate(rows, start=1) if r and any(c.strip() for c in r)
+    ]
+    if not rows:
+        raise ValueError(f"Labels file '{p}' is empty.")
+    header = [c.strip().lower() for c in rows[0][1]]
+    label_col = next((header.index(c) for c in _CSV_LABEL if c in header), None)
+    if label_col is None:
+        raise ValueError(
+            f"Labels file '{p}': no 'label' or 'class' column in header {header}."
+        )
+    name_col = next((header.index(c) for c in _CSV_NAME if c in header), None)
+    xyz = [header.index(c) if c in header else None for c in "xyz"]
+    body = rows[1:]
+    if not body:
+        raise ValueError(f"Labels file '{p}' has a header but no rows.")
+    for lineno, r in body:
+        if len(r) != len(header):
+            raise ValueError(
+                f"{p}, line {lineno}: {len(r)} values for {len(header)} columns."
+            )
+    labels = np.array([r[label_col].strip() for _, r in body], dtype=str)
+    names = None if name_col is None else [r[name_col].strip() for _, r in body]
+    coords = None
+    if all(c is not None for c in xyz):
+        coords = np.array(
+            [[_float(r[c], p, n) for c in xyz] for n, r in body], dtype=np.float64
+        )
+    return LabelsTable(labels, names, coords, p, [n for n, _ in body])
+
+
+def _float(text: str, p: Path, lineno: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{p}, line {lineno}: {text!r} is not a number.") from None
+
+
+def _read_star_labels(p: Path) -> LabelsTable:
+    blocks = [b for b in read_star_blocks(p) if b.columns]
+    block = next((b for b in blocks if any(c in b.columns for c in _STAR_LABEL)), None)
+    if block is None:
+        raise ValueError(
+            f"STAR file '{p}' has no loop with a label column {_STAR_LABEL}."
+        )
+    label_col = next(block.columns.index(c) for c in _STAR_LABEL if c in block.columns)
+    name_col = next(
+        (block.columns.index(c) for c in _STAR_NAME if c in block.columns), None
+    )
+    xyz_names = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
+    rows = block.rows
+    if not rows:
+        raise ValueError(f"STAR file '{p}' has no rows in 'data_{block.name}'.")
+    labels = np.array([r[label_col] for _, r in rows], dtype=str)
+    names = None if name_col is None else [r[name_col] for _, r in rows]
+    coords = None
+    if all(c in block.columns for c in xyz_names):
+        idx = [block.columns.index(c) for c in xyz_names]
+        coords = np.array(
+            [[_float(r[i], p, n) for i in idx] for n, r in rows], dtype=np.float64
+        )
+    return LabelsTable(labels, names, coords, p, [n for n, _ in rows])
+
+
+def _split_name(name: str) -> tuple[str, int]:
+    """``'3@stack.mrcs'`` -> ``('stack.mrcs', 2)``; ``'a.mrc'`` -> ``('a.mrc', 0)``."""
+    head, sep, tail = name.partition("@")
+    if sep and head.isdigit() and int(head) >= 1:
+        return Path(tail).name, int(head) - 1
+    return Path(name).name, 0
+
+
+def _default_labels_file(data: Path) -> Path | None:
+    folder = data if data.is_dir() else data.parent
+    stems = ["labels"] if data.is_dir() else [f"{data.stem}_labels", "labels"]
+    for stem in stems:
+        for suffix in (".csv", ".star"):
+            if (folder / (stem + suffix)).exists():
+                return folder / (stem + suffix)
+    return None
+
+
+def load_subtomogram_data(
+    path: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    *,
+    need_labels: bool,
+    voxel_size: float | None = None,
+) -> LabelledData:
+    """Read subtomograms (folder or stack) and match their labels.
+
+    ``labels`` defaults to ``labels.csv``/``labels.star`` in the folder (or
+    ``<stack>_labels.csv`` next to a stack). Without ``need_labels`` a missing
+    labels file is fine (``y`` is None).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Subtomograms not found: '{path}'")
+    sub = read_subtomograms(path)
+    vs = _voxel_size(sub.voxel_size, voxel_size, str(path))
+    names = [
+        f"{i + 1}@{Path(f).name}" if _is_stack(f, path) else Path(f).name
+        for f, i in zip(sub.filenames, sub.index_in_file, strict=True)
+    ]
+    labels_path = Path(labels) if labels is not None else _default_labels_file(path)
+    if labels_path is None:
+        if need_labels:
+            raise ValueError(
+                f"No labels for '{path}': pass --labels FILE (CSV with columns "
+                "subtomogram,label or a STAR file), or put labels.csv in the folder."
+            )
+        return LabelledData(sub.X, None, vs, names, None, str(path))
+    table = read_labels_table(labels_path)
+    order = _match(table, sub, names, path)
+    coords = None if table.coords is None else table.coords[order]
+    return LabelledData(sub.X, table.labels[order], vs, names, coords, str(path))
+
+
+def _is_stack(filename: str, path: Path) -> bool:
+    return not path.is_dir() and Path(filename) == path
+
+
+def _match(table: LabelsTable, sub, names: list[str], path: Path) -> np.ndarray:
+    """Row of ``table`` for every subtomogram."""
+    n = len(names)
+    if table.names is None:
+        if len(table.labels) != n:
+            raise ValueError(
+                f"{table.path}: {len(table.labels)} labels for {n} subtomograms in "
+                f"'{path}' (without a subtomogram column rows must follow the files)."
+            )
+        return np.arange(n)
+    keys = {}
+    for row, name in enumerate(table.names):
+        key = _split_name(name)
+        if key in keys:
+            raise ValueError(
+                f"{table.path}, line {table.lines[row]}: subtomogram '{name}' is "
+                "listed twice."
+            )
+        keys[key] = row
+    order = np.empty(n, dtype=np.int64)
+    for i, (f, idx) in enumerate(zip(sub.filenames, sub.index_in_file, strict=True)):
+        row = keys.pop((Path(f).name, int(idx)), None)
+        if row is None:
+            raise ValueError(f"{table.path}: no label for subtomogram '{names[i]}'.")
+        order[i] = row
+    if keys:
+        row = min(keys.values())
+        raise ValueError(
+            f"{table.path}, line {table.lines[row]}: subtomogram "
+            f"'{table.names[row]}' is not in '{path}'."
+        )
+    return order
+
+
+def _voxel_size(header: float | None, given: float | None, source: str) -> float | None:
+    if given is None:
+        return header
+    if header is not None and not np.isclose(header, given, rtol=1e-3):
+        raise ValueError(
+            f"{source}: the header says voxel size {header:g} A but --voxel-size is "
+            f"{given:g} A."
+        )
+    return float(given)
+
+
+def load_tomogram_data(
+    tomogram: str | os.PathLike,
+    particles: str | os.PathLike,
+    box: int,
+    *,
+    need_labels: bool,
+    voxel_size: float | None = None,
+    chunk: int = 256,
+    progress=None,
+) -> tuple[LabelledData, int]:
+    """Extract boxes at the particles of a list; returns the data and the number
+    of particles skipped at the tomogram border."""
+    table = read_particle_list(particles)
+    if need_labels and table.labels is None:
+        raise ValueError(f"Particle list '{particles}' has no label column.")
+    if len(table) == 0:
+        raise ValueError(f"Particle list '{particles}' lists no particles.")
+    parts, kept, skipped, vs = [], [], 0, None
+    for start in range(0, len(table), chunk):
+        res = extract_subtomograms(
+            tomogram, table.coords[start : start + chunk], box, border="skip"
+        )
+        parts.append(res.X)
+        kept.append(res.kept + start)
+        skipped += res.n_skipped
+        vs = res.voxel_size
+        if progress is not None:
+            progress.update(min(chunk, len(table) - start))
+    kept = np.concatenate(kept)
+    if not len(kept):
+        raise ValueError(
+            f"All {len(table)} particles of '{particles}' lie too close to the border "
+            f"of '{tomogram}' for a {box}^3 box."
+        )
+    vs = _voxel_size(vs, voxel_size, str(tomogram))
+    y = None if table.labels is None else np.asarray(table.labels, dtype=str)[kept]
+    names = [f"particle_{i + 1}" for i in kept]
+    data = LabelledData(
+        np.concatenate(parts), y, vs, names, table.coords[kept], str(tomogram)
+    )
+    return data, skipped
+
+
+# ----------------------------------------------------------------------------
+# resampling
+
+
+def resample_volumes(
+    X: np.ndarray, voxel_from: float | None, voxel_to: float | None, box: int
+) -> np.ndarray:
+    """Resample volumes to ``voxel_to`` (Angstrom) and centre-crop/pad to ``box``.
+
+    Cubic-spline zoom by ``voxel_from / voxel_to``; padding uses each volume's mean.
+    """
+    from scipy.ndimage import zoom
+
+    X = np.asarray(X, dtype=np.float32)
+    if (
+        voxel_from is not None
+        and voxel_to is not None
+        and not np.isclose(voxel_from, voxel_to, rtol=1e-3)
+    ):
+        factor = voxel_from / voxel_to
+        X = np.stack([zoom(v, factor, order=3, mode="nearest") for v in X]).astype(
+            np.float32
+        )
+    elif (voxel_from is None) != (voxel_to is None) and X.shape[-1] != box:
+        raise ValueError(
+            "Cannot resample: the voxel size is unknown on one side (pass "
+            "--voxel-size)."
+        )
+    out = np.empty((len(X), box, box, box), dtype=np.float32)
+    for i, v in enumerate(X):
+        out[i] = _crop_or_pad(v, box)
+    return out
+
+
+def _crop_or_pad(v: np.ndarray, box: int) -> np.ndarray:
+    res = np.full((box,) * 3, float(v.mean()), dtype=np.float32)
+    src, dst = [], []
+    for n in v.shape:
+        if n >= box:
+            lo = (n - box) // 2
+            src.append(slice(lo, lo + box))
+            dst.append(slice(0, box))
+        else:
+            lo = (box - n) // 2
+            src.append(slice(0, n))
+            dst.append(slice(lo, lo + n))
+    res[tuple(dst)] = v[tuple(src)]
+    return res
+
+
+# ----------------------------------------------------------------------------
+# writing tables
+
+
+def _table_fmt(path: Path) -> str:
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "star"):
+        raise ValueError(f"Output table '{path}': expected a .csv or .star file.")
+    return fmt
+
+
+def write_labels_table(
+    path: str | os.PathLike, names: list[str], labels, *, overwrite: bool = False
+) -> Path:
+    """Write ``subtomogram,label`` (CSV) or ``_rlnImageName _fsccLabel`` (STAR)."""
+    path = Path(path)
+    fmt = _table_fmt(path)
+    cols = ["subtomogram", "label"] if fmt == "csv" else ["_rlnImageName", "_fsccLabel"]
+    _write_columns(path, cols, [list(names), [str(v) for v in labels]], fmt, overwrite)
+    return path
+
+
+def write_prediction_table(
+    path: str | os.PathLike,
+    data: LabelledData,
+    predicted,
+    proba: np.ndarray,
+    classes,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Per particle: name, coordinates (when known), class, its probability and
+    the probability of every class."""
+    path = Path(path)
+    fmt = _table_fmt(path)
+    star = fmt == "star"
+    names = ["_rlnImageName" if star else "subtomogram"]
+    columns = [list(data.names)]
+    if data.coords is not None:
+        for k, axis in enumerate("XYZ"):
+            names.append(f"_rlnCoordinate{axis}" if star else axis.lower())
+            columns.append([repr(float(v)) for v in data.coords[:, k]])
+    names += ["_fsccLabel", "_fsccProbability"] if star else ["label", "probability"]
+    columns.append([str(v) for v in predicted])
+    columns.append([f"{v:.6g}" for v in proba.max(1)])
+    for j, c in enumerate(classes):
+        names.append(("_fsccProba_" if star else "proba_") + str(c))
+        columns.append([f"{v:.6g}" for v in proba[:, j]])
+    _write_columns(path, names, columns, fmt, overwrite)
+    return path

@@ -1,0 +1,188 @@
+"""Episodic evaluation with per-query predictions, and the Markdown/HTML report."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.utils import check_random_state
+
+from .model_selection import few_shot_clone, sample_episode
+
+__all__ = ["EpisodicEvaluation", "episodic_evaluation", "write_report"]
+
+
+@dataclass
+class EpisodicEvaluation:
+    """N-way K-shot results with a confusion matrix over all episodes.
+
+    ``mean``, ``ci95``, ``accuracies`` and ``seeds`` equal those of
+    :func:`fscc_sklearn.evaluate_episodes` with the same arguments.
+    """
+
+    n_way: int
+    k_shot: int
+    n_query: int
+    mean: float
+    ci95: float
+    accuracies: np.ndarray
+    seeds: np.ndarray
+    classes: np.ndarray
+    confusion: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "n_way": self.n_way,
+            "k_shot": self.k_shot,
+            "n_query": self.n_query,
+            "n_episodes": len(self.accuracies),
+            "mean": self.mean,
+            "ci95": self.ci95,
+            "accuracies": self.accuracies.tolist(),
+            "seeds": self.seeds.tolist(),
+            "classes": [str(c) for c in self.classes],
+            "confusion": self.confusion.tolist(),
+            **self.extra,
+        }
+
+
+def _episode(classifier, F, y, seed, n_way, k_shot, n_query):
+    support, query = sample_episode(y, n_way, k_shot, n_query, random_state=seed)
+    model = few_shot_clone(classifier)
+    if "random_state" in model.get_params(deep=False):
+        model.set_params(random_state=seed)
+    model.fit(F[support], y[support])
+    return query, model.predict(F[query])
+
+
+def episodic_evaluation(
+    classifier,
+    F: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    n_episodes: int,
+    random_state: int | None,
+    n_jobs: int | None = None,
+    progress=None,
+) -> EpisodicEvaluation:
+    """Run episodes on features ``F`` and keep every query's prediction.
+
+    Seeds are drawn as :func:`fscc_sklearn.evaluate_episodes` draws them, so
+    the accuracies are the same; ``progress.update(1)`` is called per episode.
+    """
+    rng = check_random_state(random_state)
+    seeds = rng.randint(0, 2**31 - 1, size=n_episodes)
+    y = np.asarray(y)
+    classes = np.unique(y)
+    index = {c: i for i, c in enumerate(classes)}
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    accs = []
+    runs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_episode)(classifier, F, y, s, n_way, k_shot, n_query) for s in seeds
+    )
+    for query, pred in runs:
+        truth = y[query]
+        accs.append(float(np.mean(pred == truth)))
+        for t, p in zip(truth, pred, strict=True):
+            confusion[index[t], index[p]] += 1
+        if progress is not None:
+            progress.update(1)
+    accs = np.asarray(accs)
+    ci95 = 1.96 * accs.std(ddof=1) / np.sqrt(len(accs)) if len(accs) > 1 else np.nan
+    return EpisodicEvaluation(
+        n_way, k_shot, n_query, float(accs.mean()), float(ci95), accs, seeds,
+        classes, confusion,
+    )  # fmt: skip
+
+
+def write_report(
+    folder: str | os.PathLike,
+    title: str,
+    facts: dict,
+    evaluations: list[EpisodicEvaluation],
+    plots: dict[str, str],
+    *,
+    overwrite: bool = False,
+) -> tuple[Path, Path, Path]:
+    """Write ``report.md``, ``report.html`` and ``results.json`` into ``folder``.
+
+    Parameters
+    ----------
+    folder : path
+        Existing output folder (the plots are expected there).
+    title : str
+    facts : dict
+        Settings to list (model, data, seed, timings...).
+    evaluations : list of EpisodicEvaluation
+    plots : dict
+        ``{caption: file name relative to folder}``.
+    overwrite : bool, default=False
+
+    Returns
+    -------
+    (report.md, report.html, results.json) paths
+    """
+    from .io._write import atomic_output
+
+    folder = Path(folder)
+    rows = [
+        (f"{e.n_way}-way {e.k_shot}-shot", f"{e.mean:.3f} ± {e.ci95:.3f}",
+         str(len(e.accuracies)), str(e.n_query), f"{1 / e.n_way:.3f}")
+        for e in evaluations
+    ]  # fmt: skip
+    head = ("setting", "accuracy (mean ± 95% CI)", "episodes", "queries/class",
+            "chance")  # fmt: skip
+
+    md = [f"# {title}", "", "| " + " | ".join(head) + " |",
+          "|" + "---|" * len(head)]  # fmt: skip
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    md += ["", "## Settings", ""]
+    md += [f"- **{k}**: {v}" for k, v in facts.items()]
+    for caption, name in plots.items():
+        md += ["", f"## {caption}", "", f"![{caption}]({name})"]
+    md.append("")
+
+    h = html.escape
+    page = [
+        "<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+        f"<title>{h(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #aaa;padding:.3em .6em}"
+        "img{max-width:100%}</style></head><body>",
+        f"<h1>{h(title)}</h1>", "<table><tr>",
+        *[f"<th>{h(c)}</th>" for c in head], "</tr>",
+    ]  # fmt: skip
+    for r in rows:
+        page.append("<tr>" + "".join(f"<td>{h(c)}</td>" for c in r) + "</tr>")
+    page += ["</table>", "<h2>Settings</h2>", "<ul>"]
+    page += [f"<li><b>{h(str(k))}</b>: {h(str(v))}</li>" for k, v in facts.items()]
+    page.append("</ul>")
+    for caption, name in plots.items():
+        page += [f"<h2>{h(caption)}</h2>",
+                 f"<img src='{h(name)}' alt='{h(caption)}'>"]  # fmt: skip
+    page.append("</body></html>")
+
+    results = {
+        "title": title,
+        "facts": facts,
+        "evaluations": [e.as_dict() for e in evaluations],
+        "plots": plots,
+    }
+    out = (folder / "report.md", folder / "report.html", folder / "results.json")
+    for path, text in zip(
+        out,
+        ("\n".join(md), "\n".join(page), json.dumps(results, indent=1)),
+        strict=True,
+    ):
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return out
