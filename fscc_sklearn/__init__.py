@@ -2,6 +2,7 @@
 
 from ._calibration import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
 from ._embedder import Conv6Embedder
+from ._persistence import load_model, save_model
 from .model_selection import (
     EpisodeResult,
     adapt,
@@ -19,7 +20,9 @@ __all__ = [
     "EpisodeResult",
     "adapt",
     "evaluate_episodes",
+    "load_model",
     "make_episodic_scorer",
     "sample_episode",
+    "save_model",
     "tukey_transform",
 ]
