@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import struct
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -77,13 +79,15 @@ def open_mrc(path: str | os.PathLike, permissive: bool = False) -> Iterator:
         raise FileNotFoundError(f"MRC file not found: '{path}'")
     if not path.is_file():
         raise ValueError(f"Expected an MRC file but '{path}' is not a regular file")
+    _check_declared_sizes(path, permissive)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             mrc = mrcfile.mmap(path, mode="r", permissive=permissive)
         except PermissionError:
             raise
-        except (ValueError, OSError, EOFError) as exc:
+        # OverflowError: numpy's memmap on a header with negative dimensions
+        except (ValueError, OSError, EOFError, OverflowError) as exc:
             raise ValueError(
                 f"Cannot read '{path}' as an MRC file (corrupt or truncated?): {exc}"
             ) from exc
@@ -95,6 +99,50 @@ def open_mrc(path: str | os.PathLike, permissive: bool = False) -> Iterator:
         yield mrc
     finally:
         mrc.close()
+
+
+#: Bytes per voxel of the MRC modes (101: 4-bit, two voxels per byte).
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
+
+
+def _check_declared_sizes(path: Path, permissive: bool) -> None:
+    """Reject headers whose declared sizes the file cannot hold, before reading.
+
+    :mod:`mrcfile` reads the extended header with one ``read(nsymbt)``, so a
+    small file whose header claims a 2 GB extended header would first
+    allocate 2 GB; a damaged ``nx``/``ny``/``nz`` is reported here with the
+    numbers instead of as a memory-map failure.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if len(head) < 1024:
+        return  # mrcfile reports the short header
+    machst = head[212:214]
+    order = ">" if machst == b"\x11\x11" else "<"
+    nx, ny, nz, mode = struct.unpack(order + "4i", head[:16])
+    (nsymbt,) = struct.unpack(order + "i", head[92:96])
+    size = path.stat().st_size
+    if nsymbt < 0 or 1024 + nsymbt > size:
+        raise ValueError(
+            f"Cannot read '{path}' as an MRC file (corrupt or truncated?): the "
+            f"header declares an extended header of {nsymbt} bytes, but the file "
+            f"has {size} bytes in total"
+        )
+    if permissive or mode not in _MODE_BYTES:
+        return  # mrcfile reports unknown modes and (permissively) short data
+    if min(nx, ny, nz) < 0:
+        raise ValueError(
+            f"Cannot read '{path}' as an MRC file (corrupt?): the header declares "
+            f"negative dimensions (nx, ny, nz)=({nx}, {ny}, {nz})"
+        )
+    data_bytes = math.ceil(nx * ny * nz * _MODE_BYTES[mode])
+    if 1024 + nsymbt + data_bytes > size:
+        raise ValueError(
+            f"Cannot read '{path}' as an MRC file (corrupt or truncated?): the "
+            f"header declares {nx} x {ny} x {nz} voxels of mode {mode} "
+            f"({data_bytes} bytes), but the file holds only {size - 1024 - nsymbt} "
+            "bytes of data"
+        )
 
 
 def _header_voxel_size(mrc, path: Path) -> float | None:
