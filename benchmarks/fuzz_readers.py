@@ -280,7 +280,8 @@ def target_mrc(example, workdir: Path):
     path.write_bytes(raw)
     calls = [
         ("read_subtomograms", lambda: _check_subtomograms(read_subtomograms(path))),
-        ("read_subtomograms[list]", lambda: _check_subtomograms(read_subtomograms([path]))),
+        ("read_subtomograms[list]",
+         lambda: _check_subtomograms(read_subtomograms([path]))),
         ("read_voxel_size", lambda: read_voxel_size(path)),
         ("extract_subtomograms", lambda: _check_extracted(
             extract_subtomograms(path, [[1, 1, 1]], box=2, border="pad"), 2)),
@@ -340,47 +341,50 @@ def classify(call) -> tuple[str, str | None]:
     return ("ok_with_warning" if caught else "ok"), None
 
 
+def _fuzz_target(strategy, make_calls, n_examples: int, random_seed: int) -> dict:
+    counts: collections.Counter = collections.Counter()
+    kinds: collections.Counter = collections.Counter()
+    findings: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+
+        @seed(random_seed)
+        @settings(
+            max_examples=n_examples,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(strategy)
+        def run(example):
+            for call_name, call in make_calls(example, workdir):
+                outcome, detail = classify(call)
+                counts[outcome] += 1
+                if outcome == "clean_error":
+                    kinds[detail] += 1
+                if outcome == "unexpected" and len(findings) < 20:
+                    text = repr(example)[:400]
+                    findings.append(
+                        {"call": call_name, "detail": detail, "input": text}
+                    )
+
+        run()
+    return {
+        "examples": n_examples,
+        "calls": sum(counts.values()),
+        "outcomes": dict(counts),
+        "clean_error_types": dict(kinds),
+        "unexpected": findings,
+    }
+
+
 def fuzz(n_examples: int = 200, random_seed: int = 0, targets=None) -> dict:
     """Run every target on ``n_examples`` hypothesis inputs; return the tallies."""
-    report = {}
-    for name in targets or TARGETS:
-        strategy, make_calls = TARGETS[name]
-        counts: collections.Counter = collections.Counter()
-        kinds: collections.Counter = collections.Counter()
-        findings: list[dict] = []
-
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-
-            @seed(random_seed)
-            @settings(
-                max_examples=n_examples,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(strategy)
-            def run(example):
-                for call_name, call in make_calls(example, workdir):
-                    outcome, detail = classify(call)
-                    counts[outcome] += 1
-                    if outcome == "clean_error":
-                        kinds[detail] += 1
-                    if outcome == "unexpected" and len(findings) < 20:
-                        findings.append(
-                            {"call": call_name, "detail": detail, "input": repr(example)[:400]}
-                        )  # fmt: skip
-
-            run()
-        report[name] = {
-            "examples": n_examples,
-            "calls": sum(counts.values()),
-            "outcomes": dict(counts),
-            "clean_error_types": dict(kinds),
-            "unexpected": findings,
-        }
-    return report
+    return {
+        name: _fuzz_target(*TARGETS[name], n_examples, random_seed)
+        for name in targets or TARGETS
+    }
 
 
 def _environment(threads_note: str) -> dict:
