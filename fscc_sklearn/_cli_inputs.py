@@ -1,4 +1,4 @@
-"""Inputs and outputs of the ``fscc`` command: labelled subtomograms, tables, resampling."""
+"""Inputs and outputs of ``fscc``: labelled subtomograms, tables, resampling."""
 
 from __future__ import annotations
 

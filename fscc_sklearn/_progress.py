@@ -1,4 +1,4 @@
-"""Progress feedback: tqdm bars on a terminal, plain lines in logs, silence on request."""
+"""Progress feedback: tqdm bars on a terminal, lines in logs, silence on request."""
 
 from __future__ import annotations
 

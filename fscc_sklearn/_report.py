@@ -99,9 +99,16 @@ def episodic_evaluation(
     accs = np.asarray(accs)
     ci95 = 1.96 * accs.std(ddof=1) / np.sqrt(len(accs)) if len(accs) > 1 else np.nan
     return EpisodicEvaluation(
-        n_way, k_shot, n_query, float(accs.mean()), float(ci95), accs, seeds,
-        classes, confusion,
-    )  # fmt: skip
+        n_way,
+        k_shot,
+        n_query,
+        float(accs.mean()),
+        float(ci95),
+        accs,
+        seeds,
+        classes,
+        confusion,
+    )
 
 
 def write_report(
@@ -135,15 +142,24 @@ def write_report(
 
     folder = Path(folder)
     rows = [
-        (f"{e.n_way}-way {e.k_shot}-shot", f"{e.mean:.3f} ± {e.ci95:.3f}",
-         str(len(e.accuracies)), str(e.n_query), f"{1 / e.n_way:.3f}")
+        (
+            f"{e.n_way}-way {e.k_shot}-shot",
+            f"{e.mean:.3f} ± {e.ci95:.3f}",
+            str(len(e.accuracies)),
+            str(e.n_query),
+            f"{1 / e.n_way:.3f}",
+        )
         for e in evaluations
-    ]  # fmt: skip
-    head = ("setting", "accuracy (mean ± 95% CI)", "episodes", "queries/class",
-            "chance")  # fmt: skip
+    ]
+    head = (
+        "setting",
+        "accuracy (mean ± 95% CI)",
+        "episodes",
+        "queries/class",
+        "chance",
+    )
 
-    md = [f"# {title}", "", "| " + " | ".join(head) + " |",
-          "|" + "---|" * len(head)]  # fmt: skip
+    md = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     md += ["", "## Settings", ""]
     md += [f"- **{k}**: {v}" for k, v in facts.items()]
@@ -153,22 +169,24 @@ def write_report(
 
     h = html.escape
     page = [
-        "<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+        "<!DOCTYPE html>",
+        "<html><head><meta charset='utf-8'>",
         f"<title>{h(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #aaa;padding:.3em .6em}"
         "img{max-width:100%}</style></head><body>",
-        f"<h1>{h(title)}</h1>", "<table><tr>",
-        *[f"<th>{h(c)}</th>" for c in head], "</tr>",
-    ]  # fmt: skip
+        f"<h1>{h(title)}</h1>",
+        "<table><tr>",
+        *[f"<th>{h(c)}</th>" for c in head],
+        "</tr>",
+    ]
     for r in rows:
         page.append("<tr>" + "".join(f"<td>{h(c)}</td>" for c in r) + "</tr>")
     page += ["</table>", "<h2>Settings</h2>", "<ul>"]
     page += [f"<li><b>{h(str(k))}</b>: {h(str(v))}</li>" for k, v in facts.items()]
     page.append("</ul>")
     for caption, name in plots.items():
-        page += [f"<h2>{h(caption)}</h2>",
-                 f"<img src='{h(name)}' alt='{h(caption)}'>"]  # fmt: skip
+        page += [f"<h2>{h(caption)}</h2>", f"<img src='{h(name)}' alt='{h(caption)}'>"]
     page.append("</body></html>")
 
     results = {

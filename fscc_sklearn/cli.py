@@ -1,4 +1,4 @@
-"""The ``fscc`` command: a thin shell over the public API (the only place that prints)."""
+"""The ``fscc`` command: a thin shell over the public API; all printing is here."""
 
 from __future__ import annotations
 
@@ -171,9 +171,8 @@ def _plots_available(args) -> bool:
 
 
 def cmd_simulate(args):
-    from .datasets import load_shrec19_like, load_shrec21_like
-
     from ._cli_inputs import write_labels_table
+    from .datasets import load_shrec19_like, load_shrec21_like
     from .io import write_subtomograms
 
     out = _prepare_dir(args, args.out_dir)
@@ -274,8 +273,12 @@ def cmd_pretrain(args):
         f"{len(classes)} classes: {_class_summary(data.y)}",
     )
     pipe, seconds = _train(args, data.X, data.y)
-    meta = {"voxel_size": data.voxel_size, "seed": args.seed, "training_data":
-            data.source, **_training_facts(args, len(data.y), seconds)}  # fmt: skip
+    meta = {
+        "voxel_size": data.voxel_size,
+        "seed": args.seed,
+        "training_data": data.source,
+        **_training_facts(args, len(data.y), seconds),
+    }
     save_model(pipe, args.output, meta, overwrite=args.force)
     hist = pipe.named_steps["embed"].history
     _say(
@@ -297,15 +300,19 @@ def _pretrain_plots(args, pipe, data):
     folder = _prepare_dir(args, args.plot_dir)
     hist = [dict(r) for r in pipe.named_steps["embed"].history]
     paths = [
-        plotting.plot_training_curves(hist, folder / "training.png", overwrite=args.force),
+        plotting.plot_training_curves(
+            hist, folder / "training.png", overwrite=args.force
+        ),
         plotting.plot_embedding(
-            _embed(args, pipe, data.X), data.y, folder / "embedding.png",
+            _embed(args, pipe, data.X),
+            data.y,
+            folder / "embedding.png",
             overwrite=args.force,
         ),
         plotting.plot_class_examples(
             data.X, data.y, folder / "examples.png", overwrite=args.force
         ),
-    ]  # fmt: skip
+    ]
     _say(args, "plots: " + ", ".join(str(p) for p in paths))
 
 
@@ -351,9 +358,13 @@ def cmd_adapt(args):
     if args.k is not None:
         model.set_params(clf__k=args.k)
     adapted = adapt(model, data.X, data.y)
-    extra = {"voxel_size": meta.get("voxel_size", data.voxel_size), "seed": args.seed,
-             "support_data": data.source, "support": data.names,
-             "pretrained_model": str(args.model)}  # fmt: skip
+    extra = {
+        "voxel_size": meta.get("voxel_size", data.voxel_size),
+        "seed": args.seed,
+        "support_data": data.source,
+        "support": data.names,
+        "pretrained_model": str(args.model),
+    }
     save_model(adapted, args.output, extra, overwrite=args.force)
     _say(
         args,
@@ -406,10 +417,17 @@ def _evaluate(args, model, data, folder, shots, *, title, facts, novel_plots=Tru
         ) as bar:
             try:
                 r = episodic_evaluation(
-                    model[-1], F, data.y, n_way=args.way, k_shot=k,
-                    n_query=args.queries, n_episodes=args.episodes,
-                    random_state=args.seed, n_jobs=args.n_jobs, progress=bar,
-                )  # fmt: skip
+                    model[-1],
+                    F,
+                    data.y,
+                    n_way=args.way,
+                    k_shot=k,
+                    n_query=args.queries,
+                    n_episodes=args.episodes,
+                    random_state=args.seed,
+                    n_jobs=args.n_jobs,
+                    progress=bar,
+                )
             except ValueError as exc:
                 raise UserError(str(exc)) from None
         r.extra["seconds"] = round(time.perf_counter() - t0, 2)
@@ -428,14 +446,19 @@ def _evaluate(args, model, data, folder, shots, *, title, facts, novel_plots=Tru
         for r in results:
             name = f"confusion_{r.k_shot}shot.png"
             plotting.plot_confusion_matrix(
-                r.confusion, r.classes, folder / name, overwrite=f,
+                r.confusion,
+                r.classes,
+                folder / name,
+                overwrite=f,
                 title=f"{r.n_way}-way {r.k_shot}-shot, all episodes",
-            )  # fmt: skip
+            )
             plots[f"Confusion matrix, {r.n_way}-way {r.k_shot}-shot"] = name
         plotting.plot_accuracy_vs_shots(
             {f"{args.way}-way": {r.k_shot: (r.mean, r.ci95) for r in results}},
-            folder / "accuracy_vs_shots.png", chance=1 / args.way, overwrite=f,
-        )  # fmt: skip
+            folder / "accuracy_vs_shots.png",
+            chance=1 / args.way,
+            overwrite=f,
+        )
         plots["Accuracy against shots"] = "accuracy_vs_shots.png"
         hist = model.named_steps["embed"]
         hist = getattr(hist, "estimator", hist).history
@@ -446,9 +469,12 @@ def _evaluate(args, model, data, folder, shots, *, title, facts, novel_plots=Tru
             plots["Pre-training"] = "training.png"
         if novel_plots:
             plotting.plot_embedding(
-                F, data.y, folder / "embedding.png", novel=np.unique(data.y),
+                F,
+                data.y,
+                folder / "embedding.png",
+                novel=np.unique(data.y),
                 overwrite=f,
-            )  # fmt: skip
+            )
             plots["Embeddings of the evaluation data"] = "embedding.png"
             plotting.plot_class_examples(
                 data.X, data.y, folder / "examples.png", overwrite=f
@@ -480,8 +506,7 @@ def cmd_evaluate(args):
         "box": f"{data.X.shape[-1]}^3",
         "voxel size (A)": data.voxel_size,
     }
-    _evaluate(args, model, data, folder, args.shots, title="fscc evaluate",
-              facts=facts)  # fmt: skip
+    _evaluate(args, model, data, folder, args.shots, title="fscc evaluate", facts=facts)
 
 
 def cmd_demo(args):
@@ -500,9 +525,12 @@ def cmd_demo(args):
         f"{torch.get_num_threads()}",
     )
     data = load_shrec21_like(
-        n_per_class=args.n_per_class, box=args.box, random_state=args.seed,
-        progress=_bars(args), n_jobs=args.n_jobs,
-    )  # fmt: skip
+        n_per_class=args.n_per_class,
+        box=args.box,
+        random_state=args.seed,
+        progress=_bars(args),
+        n_jobs=args.n_jobs,
+    )
     t_sim = time.perf_counter() - t_start
     _say(
         args,
@@ -520,15 +548,28 @@ def cmd_demo(args):
         f"{hist[-1, 'train_acc']:.3f}",
     )
     model_path = folder / "pretrained.safetensors"
-    save_model(pipe, model_path, {"voxel_size": 10.0, "seed": args.seed,
-               "training_data": "load_shrec21_like", "n_per_class": args.n_per_class},
-               overwrite=args.force)  # fmt: skip
+    save_model(
+        pipe,
+        model_path,
+        {
+            "voxel_size": 10.0,
+            "seed": args.seed,
+            "training_data": "load_shrec21_like",
+            "n_per_class": args.n_per_class,
+        },
+        overwrite=args.force,
+    )
 
     from ._cli_inputs import LabelledData
 
-    novel = LabelledData(data.X_novel, np.asarray(data.y_novel, dtype=str), 10.0,
-                         [f"novel_{i}" for i in range(len(data.y_novel))], None,
-                         "load_shrec21_like (novel classes)")  # fmt: skip
+    novel = LabelledData(
+        data.X_novel,
+        np.asarray(data.y_novel, dtype=str),
+        10.0,
+        [f"novel_{i}" for i in range(len(data.y_novel))],
+        None,
+        "load_shrec21_like (novel classes)",
+    )
     facts = {
         "data": f"SHREC'21-like simulated, {args.n_per_class} per class, box "
         f"{args.box}, SNR 0.05",
@@ -540,16 +581,28 @@ def cmd_demo(args):
         "model": str(model_path),
     }
     args.way = 5
-    _evaluate(args, pipe, novel, folder, (1, 5), title="fscc demo",
-              facts=facts, novel_plots=False)  # fmt: skip
+    _evaluate(
+        args,
+        pipe,
+        novel,
+        folder,
+        (1, 5),
+        title="fscc demo",
+        facts=facts,
+        novel_plots=False,
+    )
 
     # one concrete adaptation: 5 labelled examples per novel class, the rest predicted
     rows = _pick_shots(novel.y, 5, args.seed)
     adapted = adapt(pipe, novel.X[rows], novel.y[rows])
     rest = np.setdiff1d(np.arange(len(novel.y)), rows)
     acc = float(np.mean(adapted.predict(novel.X[rest]) == novel.y[rest]))
-    save_model(adapted, folder / "adapted_5shot.safetensors",
-               {"voxel_size": 10.0, "seed": args.seed}, overwrite=args.force)  # fmt: skip
+    save_model(
+        adapted,
+        folder / "adapted_5shot.safetensors",
+        {"voxel_size": 10.0, "seed": args.seed},
+        overwrite=args.force,
+    )
     _say(
         args,
         f"adapted with 5 examples per novel class: accuracy {acc:.3f} on the other "
@@ -561,9 +614,12 @@ def cmd_demo(args):
         X_all = np.concatenate([data.X_base, data.X_novel])
         y_all = np.concatenate([data.y_base, data.y_novel]).astype(str)
         plotting.plot_embedding(
-            _embed(args, pipe, X_all), y_all, folder / "embedding.png",
-            novel=data.novel_classes, overwrite=args.force,
-        )  # fmt: skip
+            _embed(args, pipe, X_all),
+            y_all,
+            folder / "embedding.png",
+            novel=data.novel_classes,
+            overwrite=args.force,
+        )
         plotting.plot_class_examples(
             X_all, y_all, folder / "examples.png", overwrite=args.force
         )
@@ -580,25 +636,36 @@ def cmd_demo(args):
 
 
 def _common(sub, *, seed=True, device=True, n_jobs=True):
-    sub.add_argument("--quiet", "-q", action="store_true",
-                     help="no progress bars or notes")  # fmt: skip
-    sub.add_argument("--force", action="store_true",
-                     help="replace existing output files")  # fmt: skip
+    sub.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bars or notes"
+    )
+    sub.add_argument(
+        "--force", action="store_true", help="replace existing output files"
+    )
     if seed:
         sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     if device:
-        sub.add_argument("--device", default="auto",
-                         help="torch device: auto (CUDA if present), cpu, cuda, cuda:1")  # fmt: skip
+        sub.add_argument(
+            "--device",
+            default="auto",
+            help="torch device: auto (CUDA if present), cpu, cuda, cuda:1",
+        )
     if n_jobs:
-        sub.add_argument("--n-jobs", type=int, default=1,
-                         help="parallel jobs (episodes, simulation; -1: all cores)")  # fmt: skip
+        sub.add_argument(
+            "--n-jobs",
+            type=int,
+            default=1,
+            help="parallel jobs (episodes, simulation; -1: all cores)",
+        )
 
 
 def _data_args(sub, *, labels_required: bool):
     sub.add_argument(
-        "data", nargs="?", default=None,
+        "data",
+        nargs="?",
+        default=None,
         help="folder of MRC subtomograms or an MRC stack (.mrcs)",
-    )  # fmt: skip
+    )
     sub.add_argument(
         "--labels",
         help="CSV (subtomogram,label) or STAR (_rlnImageName, _fsccLabel) table; "
@@ -612,17 +679,21 @@ def _data_args(sub, *, labels_required: bool):
     sub.add_argument(
         "--box", type=int, help="box edge for --tomogram (default: model's)"
     )
-    sub.add_argument("--voxel-size", type=float,
-                     help="voxel size in Angstrom when the MRC header has none")  # fmt: skip
+    sub.add_argument(
+        "--voxel-size",
+        type=float,
+        help="voxel size in Angstrom when the MRC header has none",
+    )
     sub.add_argument("--classes", help="comma-separated classes to keep (default: all)")
 
 
 def _resample_arg(sub):
     sub.add_argument(
-        "--resample", action="store_true",
+        "--resample",
+        action="store_true",
         help="resample subtomograms whose box or voxel size differ from the model's "
         "(refused by default)",
-    )  # fmt: skip
+    )
 
 
 def _training_args(sub, *, epochs=10, width=64):
@@ -630,23 +701,41 @@ def _training_args(sub, *, epochs=10, width=64):
     g.add_argument(
         "--epochs", type=int, default=epochs, help=f"epochs (default {epochs})"
     )
-    g.add_argument("--width", type=int, default=width,
-                   help=f"channels of every Conv-6 block (default {width})")  # fmt: skip
+    g.add_argument(
+        "--width",
+        type=int,
+        default=width,
+        help=f"channels of every Conv-6 block (default {width})",
+    )
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     g.add_argument("--batch-size", type=int, default=128, help="batch size (128)")
-    g.add_argument("--sup-con-weight", type=float, default=0.05,
-                   help="weight lambda of the SupCon loss (0.05)")  # fmt: skip
-    g.add_argument("--temperature", type=float, default=0.07,
-                   help="SupCon temperature (0.07)")  # fmt: skip
-    g.add_argument("--lowpass", type=float, default=None,
-                   help="low-pass cutoff (fraction of Nyquist) before normalising")  # fmt: skip
+    g.add_argument(
+        "--sup-con-weight",
+        type=float,
+        default=0.05,
+        help="weight lambda of the SupCon loss (0.05)",
+    )
+    g.add_argument(
+        "--temperature", type=float, default=0.07, help="SupCon temperature (0.07)"
+    )
+    g.add_argument(
+        "--lowpass",
+        type=float,
+        default=None,
+        help="low-pass cutoff (fraction of Nyquist) before normalising",
+    )
 
 
 def _episode_args(sub, *, shots=(1, 5)):
     g = sub.add_argument_group("episodes")
     g.add_argument("--way", type=int, default=5, help="classes per episode (5)")
-    g.add_argument("--shots", type=int, nargs="+", default=list(shots),
-                   help="labelled examples per class, one or more (1 5)")  # fmt: skip
+    g.add_argument(
+        "--shots",
+        type=int,
+        nargs="+",
+        default=list(shots),
+        help="labelled examples per class, one or more (1 5)",
+    )
     g.add_argument("--queries", type=int, default=15, help="queries per class (15)")
     g.add_argument(
         "--episodes", type=int, default=100, help="episodes per setting (100)"
@@ -655,10 +744,12 @@ def _episode_args(sub, *, shots=(1, 5)):
 
 def _add(subparsers, name, func, help, description, examples):
     sub = subparsers.add_parser(
-        name, help=help, description=description,
+        name,
+        help=help,
+        description=description,
         epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     sub.set_defaults(func=func)
     return sub
 
@@ -674,86 +765,143 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _add(sub, "simulate", cmd_simulate,
-             "simulate a SHREC-like labelled dataset (MRC files + labels)",
-             "Simulate subtomograms of the SHREC'21 (or SHREC'19) protein classes "
-             "and write OUT_DIR/base and OUT_DIR/novel, each with MRC files and "
-             "a labels table.",
-             ["fscc simulate shrec_like --n-per-class 50",
-              "fscc simulate data --dataset shrec19 --snr 0.02 --box 32 "
-              "--layout stack --labels-format star",
-              "fscc simulate data --novel 1bxn,3qm1 --n-per-class 20"])  # fmt: skip
+    p = _add(
+        sub,
+        "simulate",
+        cmd_simulate,
+        "simulate a SHREC-like labelled dataset (MRC files + labels)",
+        "Simulate subtomograms of the SHREC'21 (or SHREC'19) protein classes "
+        "and write OUT_DIR/base and OUT_DIR/novel, each with MRC files and "
+        "a labels table.",
+        [
+            "fscc simulate shrec_like --n-per-class 50",
+            "fscc simulate data --dataset shrec19 --snr 0.02 --box 32 "
+            "--layout stack --labels-format star",
+            "fscc simulate data --novel 1bxn,3qm1 --n-per-class 20",
+        ],
+    )
     p.add_argument("out_dir", help="output folder (new or empty)")
     p.add_argument("--dataset", choices=("shrec21", "shrec19"), default="shrec21")
     p.add_argument(
         "--n-per-class", type=int, default=50, help="subtomograms per class (50)"
     )
-    p.add_argument("--snr", type=float, default=None,
-                   help="signal-to-noise ratio (shrec21: 0.05, shrec19: 0.02)")  # fmt: skip
+    p.add_argument(
+        "--snr",
+        type=float,
+        default=None,
+        help="signal-to-noise ratio (shrec21: 0.05, shrec19: 0.02)",
+    )
     p.add_argument("--box", type=int, default=32, help="box edge in voxels (32)")
-    p.add_argument("--voxel-size", type=float, default=10.0,
-                   help="voxel size in Angstrom written to the headers (10)")  # fmt: skip
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        default=10.0,
+        help="voxel size in Angstrom written to the headers (10)",
+    )
     p.add_argument(
         "--novel", help="comma-separated novel classes (default: the paper's)"
     )
-    p.add_argument("--layout", choices=("folder", "stack"), default="folder",
-                   help="one MRC file per subtomogram, or one stack (.mrcs)")  # fmt: skip
+    p.add_argument(
+        "--layout",
+        choices=("folder", "stack"),
+        default="folder",
+        help="one MRC file per subtomogram, or one stack (.mrcs)",
+    )
     p.add_argument("--labels-format", choices=("csv", "star"), default="csv")
     _common(p, device=False)
 
-    p = _add(sub, "pretrain", cmd_pretrain,
-             "train the embedder and base-class statistics; save a model",
-             "Pre-train Conv-6 with CE + lambda * SupCon on labelled base-class "
-             "subtomograms and store the base-class feature statistics.",
-             ["fscc pretrain shrec_like/base -o base.safetensors",
-              "fscc pretrain subtomos/ --labels labels.star --epochs 20 --width 32",
-              "fscc pretrain --tomogram tomo.mrc --particles particles.star --box 32 "
-              "-o base.safetensors --plot-dir pretrain_plots"])  # fmt: skip
+    p = _add(
+        sub,
+        "pretrain",
+        cmd_pretrain,
+        "train the embedder and base-class statistics; save a model",
+        "Pre-train Conv-6 with CE + lambda * SupCon on labelled base-class "
+        "subtomograms and store the base-class feature statistics.",
+        [
+            "fscc pretrain shrec_like/base -o base.safetensors",
+            "fscc pretrain subtomos/ --labels labels.star --epochs 20 --width 32",
+            "fscc pretrain --tomogram tomo.mrc --particles particles.star --box 32 "
+            "-o base.safetensors --plot-dir pretrain_plots",
+        ],
+    )
     _data_args(p, labels_required=True)
-    p.add_argument("-o", "--output", default=DEFAULT_MODEL,
-                   help=f"model file (.safetensors, safe; or .joblib) ({DEFAULT_MODEL})")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--output",
+        default=DEFAULT_MODEL,
+        help=f"model file (.safetensors, safe; or .joblib) ({DEFAULT_MODEL})",
+    )
     p.add_argument("--plot-dir", help="also save training curves and maps here")
     _training_args(p)
     _common(p)
 
-    p = _add(sub, "adapt", cmd_adapt,
-             "adapt a pre-trained model to new classes from a few examples",
-             "Few-shot adaptation: the frozen embedder and the base statistics of "
-             "MODEL calibrate a classifier of the new classes in DATA.",
-             ["fscc adapt base.safetensors shrec_like/novel --shots 5 -o novel.safetensors",
-              "fscc adapt base.safetensors my_examples/ --labels few.csv -o mine.safetensors"])  # fmt: skip
+    p = _add(
+        sub,
+        "adapt",
+        cmd_adapt,
+        "adapt a pre-trained model to new classes from a few examples",
+        "Few-shot adaptation: the frozen embedder and the base statistics of "
+        "MODEL calibrate a classifier of the new classes in DATA.",
+        [
+            "fscc adapt base.safetensors data/novel --shots 5 -o novel.safetensors",
+            "fscc adapt base.safetensors mine/ --labels few.csv -o mine.safetensors",
+        ],
+    )
     p.add_argument("model", help="pre-trained model file")
     _data_args(p, labels_required=True)
-    p.add_argument("-o", "--output", default="fscc_adapted.safetensors",
-                   help="adapted model file (fscc_adapted.safetensors)")  # fmt: skip
-    p.add_argument("--shots", type=int,
-                   help="use only this many random examples per class (default: all)")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--output",
+        default="fscc_adapted.safetensors",
+        help="adapted model file (fscc_adapted.safetensors)",
+    )
+    p.add_argument(
+        "--shots",
+        type=int,
+        help="use only this many random examples per class (default: all)",
+    )
     p.add_argument("--k", type=int, help="nearest base classes used for calibration")
     _resample_arg(p)
     _common(p, n_jobs=False)
 
-    p = _add(sub, "predict", cmd_predict,
-             "classify subtomograms with an adapted model; write a CSV/STAR table",
-             "Predict the class of every subtomogram (or of every particle of a "
-             "tomogram) with its probability; coordinates are kept when known.",
-             ["fscc predict novel.safetensors shrec_like/novel -o predictions.csv",
-              "fscc predict novel.safetensors --tomogram tomo.mrc --particles picks.star "
-              "-o predictions.star"])  # fmt: skip
+    p = _add(
+        sub,
+        "predict",
+        cmd_predict,
+        "classify subtomograms with an adapted model; write a CSV/STAR table",
+        "Predict the class of every subtomogram (or of every particle of a "
+        "tomogram) with its probability; coordinates are kept when known.",
+        [
+            "fscc predict novel.safetensors shrec_like/novel -o predictions.csv",
+            "fscc predict novel.safetensors --tomogram tomo.mrc --particles picks.star "
+            "-o predictions.star",
+        ],
+    )
     p.add_argument("model", help="adapted model file")
     _data_args(p, labels_required=False)
-    p.add_argument("-o", "--output", default="predictions.csv",
-                   help="output table, .csv or .star (predictions.csv)")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--output",
+        default="predictions.csv",
+        help="output table, .csv or .star (predictions.csv)",
+    )
     _resample_arg(p)
     _common(p, n_jobs=False)
 
-    p = _add(sub, "evaluate", cmd_evaluate,
-             "N-way K-shot episodic accuracy (mean, 95%% CI) and a report",
-             "Episodic evaluation on labelled data of classes the model did not "
-             "train on: each episode adapts to N classes from K examples and "
-             "classifies queries. Writes report.html/.md, results.json and plots.",
-             ["fscc evaluate base.safetensors shrec_like/novel --report-dir report",
-              "fscc evaluate base.safetensors data/ --way 3 --shots 1 5 10 "
-              "--episodes 300 --n-jobs 2"])  # fmt: skip
+    p = _add(
+        sub,
+        "evaluate",
+        cmd_evaluate,
+        "N-way K-shot episodic accuracy (mean, 95%% CI) and a report",
+        "Episodic evaluation on labelled data of classes the model did not "
+        "train on: each episode adapts to N classes from K examples and "
+        "classifies queries. Writes report.html/.md, results.json and plots.",
+        [
+            "fscc evaluate base.safetensors shrec_like/novel --report-dir report",
+            "fscc evaluate base.safetensors data/ --way 3 --shots 1 5 10 "
+            "--episodes 300 --n-jobs 2",
+        ],
+    )
     p.add_argument("model", help="pre-trained model file")
     _data_args(p, labels_required=True)
     p.add_argument("--report-dir", help="folder for report, results.json and plots")
@@ -761,16 +909,27 @@ def build_parser() -> argparse.ArgumentParser:
     _episode_args(p)
     _common(p)
 
-    p = _add(sub, "demo", cmd_demo,
-             "simulate, pre-train, adapt, evaluate and plot in a few minutes",
-             "The whole job on SHREC'21-like simulated data: pre-train on the 8 "
-             "base classes, adapt to the 5 novel ones with 1 and 5 shots, print "
-             "mean ± 95% CI, save models, plots and a report.",
-             ["fscc demo", "fscc demo --seed 1 --episodes 300 --out-dir demo1",
-              "fscc demo --n-per-class 200 --epochs 20 --width 32"])  # fmt: skip
+    p = _add(
+        sub,
+        "demo",
+        cmd_demo,
+        "simulate, pre-train, adapt, evaluate and plot in a few minutes",
+        "The whole job on SHREC'21-like simulated data: pre-train on the 8 "
+        "base classes, adapt to the 5 novel ones with 1 and 5 shots, print "
+        "mean ± 95% CI, save models, plots and a report.",
+        [
+            "fscc demo",
+            "fscc demo --seed 1 --episodes 300 --out-dir demo1",
+            "fscc demo --n-per-class 200 --epochs 20 --width 32",
+        ],
+    )
     p.add_argument("--out-dir", default="fscc_demo", help="output folder (fscc_demo)")
-    p.add_argument("--n-per-class", type=int, default=60,
-                   help="simulated subtomograms per class (60)")  # fmt: skip
+    p.add_argument(
+        "--n-per-class",
+        type=int,
+        default=60,
+        help="simulated subtomograms per class (60)",
+    )
     p.add_argument("--box", type=int, default=32, help="box edge (32)")
     p.add_argument(
         "--episodes", type=int, default=100, help="episodes per setting (100)"
@@ -797,9 +956,16 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("fscc: interrupted", file=sys.stderr)
             return 130
-        except (UserError, ValueError, FileNotFoundError, FileExistsError,
-                NotADirectoryError, IsADirectoryError, PermissionError,
-                ImportError) as exc:  # fmt: skip
+        except (
+            UserError,
+            ValueError,
+            FileNotFoundError,
+            FileExistsError,
+            NotADirectoryError,
+            IsADirectoryError,
+            PermissionError,
+            ImportError,
+        ) as exc:
             if os.environ.get("FSCC_DEBUG"):
                 raise
             message = " ".join(str(exc).split()) or type(exc).__name__
