@@ -359,7 +359,7 @@ def cmd_adapt(args):
         model.set_params(clf__k=args.k)
     adapted = adapt(model, data.X, data.y)
     extra = {
-        "voxel_size": meta.get("voxel_size", data.voxel_size),
+        "voxel_size": meta.get("voxel_size") or data.voxel_size,
         "seed": args.seed,
         "support_data": data.source,
         "support": data.names,
