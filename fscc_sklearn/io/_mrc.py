@@ -86,8 +86,10 @@ def open_mrc(path: str | os.PathLike, permissive: bool = False) -> Iterator:
             mrc = mrcfile.mmap(path, mode="r", permissive=permissive)
         except PermissionError:
             raise
-        # OverflowError: numpy's memmap on a header with negative dimensions
-        except (ValueError, OSError, EOFError, OverflowError) as exc:
+        # ArithmeticError: damaged sizes reaching numpy's memmap (negative
+        # lengths) or mrcfile's shape arithmetic; the header check catches
+        # the known cases first with a better message
+        except (ValueError, OSError, EOFError, ArithmeticError) as exc:
             raise ValueError(
                 f"Cannot read '{path}' as an MRC file (corrupt or truncated?): {exc}"
             ) from exc
@@ -127,6 +129,13 @@ def _check_declared_sizes(path: Path, permissive: bool) -> None:
             f"Cannot read '{path}' as an MRC file (corrupt or truncated?): the "
             f"header declares an extended header of {nsymbt} bytes, but the file "
             f"has {size} bytes in total"
+        )
+    (mz,) = struct.unpack(order + "i", head[36:40])
+    (ispg,) = struct.unpack(order + "i", head[88:92])
+    if 401 <= ispg <= 630 and mz <= 0:  # volume stack: nz // mz volumes
+        raise ValueError(
+            f"Cannot read '{path}' as an MRC file (corrupt?): the header marks a "
+            f"volume stack (space group {ispg}) of volumes with mz={mz} sections"
         )
     if permissive or mode not in _MODE_BYTES:
         return  # mrcfile reports unknown modes and (permissively) short data

@@ -242,6 +242,7 @@ def _mrc_with_header_words(tmp_path, words):
         ({23: 2**31 - 1}, "extended header of 2147483647 bytes"),
         ({23: -5}, "extended header of -5 bytes"),
         ({2: -3}, "negative dimensions"),
+        ({22: 401, 9: 0}, "volume stack .* mz=0"),
     ],
 )
 def test_impossible_mrc_headers_are_rejected_up_front(tmp_path, words, match):
