@@ -1,0 +1,28 @@
+import threading
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+
+@pytest.fixture
+def run_ranks(tmp_path):
+    """Run ``fn(rank, world, store, out_dir, *args)`` in 2 gloo processes; load outputs."""
+
+    def run(fn, *args, world=2):
+        # fork lets the children inherit the imported torch (seconds saved per
+        # test) but is only safe while this process runs no other thread (a Dask
+        # client's event loop, for one)
+        method = "fork" if threading.active_count() == 1 else "spawn"
+        mp.start_processes(
+            fn,
+            args=(world, tmp_path / "store", tmp_path, *args),
+            nprocs=world,
+            start_method=method,
+        )
+        return [
+            torch.load(tmp_path / f"rank{r}.pt", weights_only=False)
+            for r in range(world)
+        ]
+
+    return run
