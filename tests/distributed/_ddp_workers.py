@@ -1,4 +1,4 @@
-"""Functions run in spawned gloo processes by the distributed tests (importable by name)."""
+"""Functions the distributed tests run in gloo processes (importable by name)."""
 
 import gc
 

@@ -7,7 +7,7 @@ import torch.multiprocessing as mp
 
 @pytest.fixture
 def run_ranks(tmp_path):
-    """Run ``fn(rank, world, store, out_dir, *args)`` in 2 gloo processes; load outputs."""
+    """Run ``fn(rank, world, store, out_dir, *args)`` in gloo processes."""
 
     def run(fn, *args, world=2):
         # fork lets the children inherit the imported torch (seconds saved per
