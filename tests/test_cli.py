@@ -7,8 +7,10 @@ import mrcfile
 import numpy as np
 import pytest
 
-from fscc_sklearn import evaluate_episodes, load_model
+from fscc_sklearn import Conv6Embedder, evaluate_episodes, load_model
 from fscc_sklearn._cli_inputs import read_labels_table
+from fscc_sklearn._progress import TrainingMonitor, bars_enabled
+from fscc_sklearn._toy import make_toy_volumes
 from fscc_sklearn.cli import build_parser, main
 from fscc_sklearn.io import read_subtomograms
 
@@ -585,3 +587,48 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
         assert (out_dir / name).exists(), name
     code, _, err = run(capsys, "demo", "--out-dir", out_dir)
     assert_one_line_error(code, err, "demo", "not empty")
+
+
+class _Terminal:
+    def isatty(self):
+        return True
+
+
+def test_bars_only_on_a_terminal_and_not_quiet():
+    import io
+
+    assert bars_enabled(False, _Terminal())
+    assert not bars_enabled(True, _Terminal())
+    assert not bars_enabled(False, io.StringIO())
+
+
+def test_training_monitor_records_loss_terms_and_draws_bars(capsys):
+    X, y = make_toy_volumes(n_classes=3, n_per_class=8, box=8, random_state=0)
+    lines = []
+    monitor = TrainingMonitor(bars=True, log=lines.append)
+    net = Conv6Embedder(
+        module__width=4,
+        max_epochs=2,
+        batch_size=12,
+        random_state=0,
+        callbacks=[("monitor", monitor)],
+    )
+    net.fit(X, y)
+    for row in net.history:
+        # the total is CE + lambda * SupCon, averaged over the same samples
+        expected = row["train_ce"] + 0.05 * row["train_supcon"]
+        assert row["train_loss"] == pytest.approx(expected, rel=1e-5)
+    assert [line.split(",")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert "pre-training epoch" in capsys.readouterr().err
+    plain = Conv6Embedder(
+        module__width=4,
+        max_epochs=1,
+        batch_size=12,
+        sup_con_weight=0,
+        callbacks=[("m", TrainingMonitor())],
+    )
+    plain.fit(X, y)  # without SupCon only CE is recorded
+    assert "train_supcon" not in plain.history[-1]
+    assert plain.history[-1, "train_ce"] == pytest.approx(
+        plain.history[-1, "train_loss"]
+    )
