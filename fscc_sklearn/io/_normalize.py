@@ -8,6 +8,8 @@ import numpy as np
 import scipy.fft
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .._resources import check_memory, nbytes_of
+
 __all__ = ["SubtomogramNormalizer", "lowpass_filter", "normalize_subtomograms"]
 
 _CHUNK = 64  # volumes filtered per FFT call, to bound temporary memory
@@ -75,6 +77,7 @@ def lowpass_filter(X: np.ndarray, cutoff: float) -> np.ndarray:
     fy = np.fft.fftfreq(shape[1])[None, :, None]
     fx = np.fft.rfftfreq(shape[2])[None, None, :]
     mask = (fz**2 + fy**2 + fx**2) <= (0.5 * cutoff) ** 2
+    check_memory(nbytes_of(X.shape, np.float32), f"{X.shape[0]} filtered subtomograms")
     out = np.empty(X.shape, dtype=np.float32)
     for s in range(0, X.shape[0], _CHUNK):
         chunk = np.asarray(X[s : s + _CHUNK], dtype=np.float32)
@@ -126,6 +129,10 @@ def normalize_subtomograms(X: np.ndarray, lowpass: float | None = None) -> np.nd
     """
     X = _check_volumes(X)
     cutoff = _check_cutoff(lowpass)
+    if cutoff is None:  # (lowpass_filter checks its own output)
+        check_memory(
+            nbytes_of(X.shape, np.float32), f"{X.shape[0]} normalised subtomograms"
+        )
     out = (
         lowpass_filter(X, cutoff)
         if cutoff is not None
