@@ -1,15 +1,19 @@
 """Train a tiny Conv6Embedder in a child process; used by the resume tests.
 
-Usage: python _train_worker.py OUT_DIR [--checkpoint DIR] [--kill-after N]
-[--kill-in-write N]. Writes OUT_DIR/features.npy and OUT_DIR/loss.json when
+``python _train_worker.py OUT_DIR [--checkpoint DIR] [--kill-after N]
+[--kill-in-write N]`` writes OUT_DIR/features.npy and OUT_DIR/loss.json when
 training finishes; ``--kill-after N`` sends SIGKILL to itself right after the
-checkpoint of epoch N, ``--kill-in-write N`` half-way through writing it.
+checkpoint of epoch N, ``--kill-in-write N`` half-way through writing the N-th
+checkpoint of this process. ``python _train_worker.py --stages CKPT_DIR JSON``
+runs a list of such argument lists, each in a forked child.
 """
 
 import argparse
 import json
 import os
 import signal
+import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +69,13 @@ def make_embedder(callbacks=()):
     )
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--checkpoint")
     parser.add_argument("--kill-after", type=int)
     parser.add_argument("--kill-in-write", type=int)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     callbacks = []
     if args.checkpoint:
@@ -89,5 +93,36 @@ def main():
     (out / "resumed_from.txt").write_text(str(resumed))
 
 
+def run_stages(checkpoint, stages):
+    """Run each argument list in a forked child (one interpreter start-up).
+
+    After each child, prints a JSON line: the signal that ended it (0 for a
+    normal exit), the epoch of the checkpoint on disk and the number of
+    temporary files next to it.
+    """
+    torch.set_num_threads(1)  # before any fork: no thread pool to inherit
+    for argv in stages:
+        child = os.fork()
+        if child == 0:
+            try:
+                main(argv)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        _, status = os.waitpid(child, 0)
+        ckpt = Path(checkpoint)
+        report = {
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
+            "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "epoch": _checkpoint.load_checkpoint(ckpt)["epoch"],
+            "temporaries": len(list(ckpt.glob(".*.tmp"))),
+        }
+        print(json.dumps(report), flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "--stages":
+        run_stages(sys.argv[2], json.loads(sys.argv[3]))
+    else:
+        main()
