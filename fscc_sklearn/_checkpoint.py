@@ -64,6 +64,10 @@ class AtomicCheckpoint(Callback):
     rate schedulers) are not saved. Use with ``fit``; ``partial_fit`` and
     ``warm_start`` continue training on their own and need no resume.
 
+    Give every training run its own folder: inside a cross-validation every fit
+    sees other data, so a shared folder makes the second fit refuse to resume
+    the first one's checkpoint.
+
     Examples
     --------
     >>> import tempfile
