@@ -404,7 +404,18 @@ def cmd_predict(args):
         _say(args, f"accuracy against the labels: {acc:.3f} ({len(pred)} particles)")
 
 
-def _evaluate(args, model, data, folder, shots, *, title, facts, novel_plots=True):
+def _evaluate(
+    args,
+    model,
+    data,
+    folder,
+    shots,
+    *,
+    title,
+    facts,
+    novel_plots=True,
+    extra_plots=None,
+):
     """Episodes for every K in ``shots``; report + plots into ``folder``."""
     from ._report import episodic_evaluation, write_report
 
@@ -481,6 +492,7 @@ def _evaluate(args, model, data, folder, shots, *, title, facts, novel_plots=Tru
             )
             plots["Examples and class averages"] = "examples.png"
     if folder is not None:
+        plots.update(extra_plots or {})
         paths = write_report(folder, title, facts, results, plots, overwrite=args.force)
         _say(args, f"report: {paths[1]} ({len(plots)} plots)")
     return results, F, plots
@@ -570,28 +582,6 @@ def cmd_demo(args):
         None,
         "load_shrec21_like (novel classes)",
     )
-    facts = {
-        "data": f"SHREC'21-like simulated, {args.n_per_class} per class, box "
-        f"{args.box}, SNR 0.05",
-        "base classes": ", ".join(data.base_classes),
-        "novel classes": ", ".join(data.novel_classes),
-        "pre-training": f"{args.epochs} epochs, width {args.width}, lr {args.lr}, "
-        f"batch {args.batch_size}, {t_train:.0f} s",
-        "seed": args.seed,
-        "model": str(model_path),
-    }
-    args.way = 5
-    _evaluate(
-        args,
-        pipe,
-        novel,
-        folder,
-        (1, 5),
-        title="fscc demo",
-        facts=facts,
-        novel_plots=False,
-    )
-
     # one concrete adaptation: 5 labelled examples per novel class, the rest predicted
     rows = _pick_shots(novel.y, 5, args.seed)
     adapted = adapt(pipe, novel.X[rows], novel.y[rows])
@@ -608,6 +598,7 @@ def cmd_demo(args):
         f"adapted with 5 examples per novel class: accuracy {acc:.3f} on the other "
         f"{len(rest)} novel subtomograms (chance {1 / len(data.novel_classes):.3f})",
     )
+    extra_plots = {}
     if _plots_available(args):
         from . import plotting
 
@@ -623,7 +614,34 @@ def cmd_demo(args):
         plotting.plot_class_examples(
             X_all, y_all, folder / "examples.png", overwrite=args.force
         )
-        _say(args, f"plots: {folder}/embedding.png, {folder}/examples.png")
+        extra_plots = {
+            "Embeddings of base and novel classes (PCA)": "embedding.png",
+            "Examples and class averages": "examples.png",
+        }
+    facts = {
+        "data": f"SHREC'21-like simulated, {args.n_per_class} per class, box "
+        f"{args.box}, SNR 0.05",
+        "base classes": ", ".join(data.base_classes),
+        "novel classes": ", ".join(data.novel_classes),
+        "pre-training": f"{args.epochs} epochs, width {args.width}, lr {args.lr}, "
+        f"batch {args.batch_size}, {t_train:.0f} s",
+        "adapted with 5 shots": f"accuracy {acc:.3f} on the other {len(rest)} novel "
+        "subtomograms",
+        "seed": args.seed,
+        "models": f"{model_path}, {folder / 'adapted_5shot.safetensors'}",
+    }
+    args.way = 5
+    _evaluate(
+        args,
+        pipe,
+        novel,
+        folder,
+        (1, 5),
+        title="fscc demo",
+        facts=facts,
+        novel_plots=False,
+        extra_plots=extra_plots,
+    )
     _say(
         args,
         f"seed {args.seed}, wall time {time.perf_counter() - t_start:.0f} s, load "

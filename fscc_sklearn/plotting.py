@@ -146,8 +146,8 @@ def plot_embedding(
     fig = _figure(7, 5.5)
     ax = fig.subplots()
     classes = np.unique(labels)
-    cmap = _class_colours(len(classes))
-    for i, c in enumerate(classes):
+    colour = _class_colours(classes, novel_set)
+    for c in classes:
         rows = labels == c
         is_novel = str(c) in novel_set
         ax.scatter(
@@ -155,7 +155,7 @@ def plot_embedding(
             xy[rows, 1],
             s=22 if is_novel else 10,
             marker="^" if is_novel else "o",
-            color=cmap[i],
+            color=colour[c],
             alpha=0.8,
             edgecolors="black" if is_novel else "none",
             linewidths=0.4,
@@ -193,11 +193,17 @@ def _project(F: np.ndarray, method: str, random_state) -> np.ndarray:
     raise ValueError(f"method must be 'pca', 'tsne' or 'umap'; got {method!r}.")
 
 
-def _class_colours(n: int):
+def _class_colours(classes, novel: set) -> dict:
+    """Base classes from one qualitative palette, novel ones from another."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab20" if n > 10 else "tab10"]
-    return [cmap(i % cmap.N) for i in range(n)]
+    base = [c for c in classes if str(c) not in novel]
+    new = [c for c in classes if str(c) in novel]
+    out = {}
+    for group, names in ((base, ("tab10", "tab20")), (new, ("Dark2", "tab20b"))):
+        cmap = colormaps[names[0] if len(group) <= colormaps[names[0]].N else names[1]]
+        out.update({c: cmap(i % cmap.N) for i, c in enumerate(group)})
+    return out
 
 
 def plot_confusion_matrix(

@@ -585,6 +585,9 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
         "training.png",
     ):
         assert (out_dir / name).exists(), name
+    report = (out_dir / "report.md").read_text()
+    for name in ("embedding.png", "examples.png", "confusion_5shot.png"):
+        assert f"({name})" in report
     code, _, err = run(capsys, "demo", "--out-dir", out_dir)
     assert_one_line_error(code, err, "demo", "not empty")
 
