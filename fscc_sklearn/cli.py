@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -653,7 +654,7 @@ def cmd_demo(args):
 # parser
 
 
-def _common(sub, *, seed=True, device=True, n_jobs=True):
+def _common(sub, *, seed=True, device=True):
     sub.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bars or notes"
     )
@@ -668,13 +669,13 @@ def _common(sub, *, seed=True, device=True, n_jobs=True):
             default="auto",
             help="torch device: auto (CUDA if present), cpu, cuda, cuda:1",
         )
-    if n_jobs:
-        sub.add_argument(
-            "--n-jobs",
-            type=int,
-            default=1,
-            help="parallel jobs (episodes, simulation; -1: all cores)",
-        )
+    sub.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="CPU threads for torch and simulation, parallel episodes (-1: all "
+        "cores; default: torch's own thread count, one episode at a time)",
+    )
 
 
 def _data_args(sub, *, labels_required: bool):
@@ -764,7 +765,7 @@ def _add(subparsers, name, func, help, description, examples):
     sub = subparsers.add_parser(
         name,
         help=help,
-        description=description,
+        description=textwrap.fill(description, 79),
         epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -880,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--k", type=int, help="nearest base classes used for calibration")
     _resample_arg(p)
-    _common(p, n_jobs=False)
+    _common(p)
 
     p = _add(
         sub,
@@ -904,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output table, .csv or .star (predictions.csv)",
     )
     _resample_arg(p)
-    _common(p, n_jobs=False)
+    _common(p)
 
     p = _add(
         sub,
@@ -965,8 +966,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: list[str] | None = None) -> int:
     """Run ``fscc``; returns the exit code (0 ok, 1 error, 2 usage)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.n_jobs == 0:
+        parser.error("--n-jobs must be a positive number or -1")
     args.argv = argv
+    if args.n_jobs is not None and args.command != "simulate":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() if args.n_jobs < 0 else args.n_jobs)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

@@ -102,6 +102,14 @@ def test_every_command_takes_seed_and_device_where_relevant():
         )
         assert args.seed == 0 and args.device == "auto"
     assert parser.parse_args(["evaluate", "m", "--n-jobs", "2"]).n_jobs == 2
+    assert parser.parse_args(["simulate", "out", "--n-jobs", "-1"]).n_jobs == -1
+
+
+def test_zero_jobs_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "out", "--n-jobs", "0"])
+    assert exc.value.code == 2
+    assert "--n-jobs must be a positive number or -1" in capsys.readouterr().err
 
 
 def test_no_command_is_a_usage_error(capsys):
