@@ -1,5 +1,11 @@
 """Few-shot classification of cryo-ET subtomograms (FSCC) as scikit-learn estimators."""
 
+from ._baselines import (
+    BaselineClassifier,
+    BaselinePlusPlusClassifier,
+    PrototypeClassifier,
+    TukeyLogisticRegression,
+)
 from ._calibration import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
 from ._embedder import Conv6Embedder
 from ._persistence import load_model, save_model
@@ -15,9 +21,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BaseStatistics",
+    "BaselineClassifier",
+    "BaselinePlusPlusClassifier",
     "CalibratedFewShotClassifier",
     "Conv6Embedder",
     "EpisodeResult",
+    "PrototypeClassifier",
+    "TukeyLogisticRegression",
     "adapt",
     "evaluate_episodes",
     "load_model",
