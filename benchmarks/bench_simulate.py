@@ -67,14 +67,16 @@ def machine_info() -> dict:
 def throughput(n_per_class: int, n_jobs: int, repeats: int) -> dict:
     kw = dict(box=32, snr=0.05, n_jobs=n_jobs)
     simulate_subtomograms(SHREC21_CLASSES, 2, random_state=SEED, **kw)  # warm-up
-    rates, cpu_rates = [], []
+    rates, cpu_rates, shares = [], [], []
     for r in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         d = simulate_subtomograms(
             SHREC21_CLASSES, n_per_class, random_state=SEED + r, **kw
         )
-        rates.append(len(d.X) / (time.perf_counter() - t0))
-        cpu_rates.append(len(d.X) / (time.process_time() - c0))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rates.append(len(d.X) / wall)
+        cpu_rates.append(len(d.X) / cpu)
+        shares.append(cpu / (wall * n_jobs))
     return {
         "n_jobs": n_jobs,
         "n_subtomograms": len(SHREC21_CLASSES) * n_per_class,
@@ -84,6 +86,9 @@ def throughput(n_per_class: int, n_jobs: int, repeats: int) -> dict:
         "per_second_all": rates,
         # Less sensitive to other jobs on the machine than wall-clock rates.
         "per_cpu_second_median": statistics.median(cpu_rates),
+        # CPU time obtained / (wall time x threads): below 1 when other jobs
+        # compete for the cores (or threads wait on each other).
+        "cpu_share_median": statistics.median(shares),
     }
 
 
@@ -127,13 +132,14 @@ def markdown(res: dict) -> str:
         "",
         "## Throughput (13 SHREC'21 classes, 32^3, SNR 0.05, noise included)",
         "",
-        "| threads | subtomograms | median /s | best /s | per CPU-second |",
-        "|---|---|---|---|---|",
+        "| threads | subtomograms | median /s | best /s | per CPU-second | CPU share |",
+        "|---|---|---|---|---|---|",
     ]
     for t in res["throughput"]:
         lines.append(
             f"| {t['n_jobs']} | {t['n_subtomograms']} | {t['per_second_median']:.0f} "
-            f"| {t['per_second_best']:.0f} | {t['per_cpu_second_median']:.0f} |"
+            f"| {t['per_second_best']:.0f} | {t['per_cpu_second_median']:.0f} "
+            f"| {t['cpu_share_median']:.2f} |"
         )
     lines += [
         "",
