@@ -191,6 +191,7 @@ def cmd_simulate(args):
         random_state=args.seed,
         progress=_bars(args),
         n_jobs=args.n_jobs,
+        simulate_kwargs={"voxel_size": args.voxel_size},
     )
     for part in ("base", "novel"):
         X, y = data[f"X_{part}"], data[f"y_{part}"]
@@ -815,7 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--voxel-size",
         type=float,
         default=10.0,
-        help="voxel size in Angstrom written to the headers (10)",
+        help="voxel size in Angstrom of the simulation and the headers (10)",
     )
     p.add_argument(
         "--novel", help="comma-separated novel classes (default: the paper's)"

@@ -455,6 +455,16 @@ def test_wrong_voxel_size_refused(work, tmp_path, capsys):
         tmp_path / "p.csv",
     )
     assert_one_line_error(code, err, "predict", "voxel size 13.5 A", "10 A")
+    code, _, err = run(
+        capsys,
+        "predict",
+        work / "novel.safetensors",
+        tmp_path / "v" / "novel",
+        "-o",
+        tmp_path / "p.csv",
+        "--resample",
+    )
+    assert code == 0 and "resampling 16^3 at 13.5 A to 16^3 at 10.0 A" in err
 
 
 def test_unknown_class_in_labels_file(work, tmp_path, capsys):
