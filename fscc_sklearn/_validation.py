@@ -8,6 +8,18 @@ def check_volumes(X, *, name="X") -> np.ndarray:
 
     Accepts ``(n, D, H, W)`` or ``(n, 1, D, H, W)`` real arrays with finite values.
     """
+    X = check_volume_shape(X, name=name).astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        raise_non_finite(X, name=name)
+    return X if X.ndim == 5 else X[:, None]
+
+
+def check_volume_shape(X, *, name="X") -> np.ndarray:
+    """Check shape and dtype of subtomograms without reading their values.
+
+    Returns ``X`` as an array, unconverted: a memory map stays on disk, so large
+    stacks can be checked up front and converted batch by batch.
+    """
     X = np.asarray(X)
     if X.ndim == 5 and X.shape[1] != 1:
         raise ValueError(
@@ -22,14 +34,29 @@ def check_volumes(X, *, name="X") -> np.ndarray:
         raise ValueError(f"{name} holds no subtomograms (shape {X.shape}).")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype}.")
-    X = X.astype(np.float32, copy=False)
-    if not np.isfinite(X).all():
-        bad = np.unique(np.nonzero(~np.isfinite(X.reshape(len(X), -1)))[0])
-        raise ValueError(
-            f"{name} has NaN or infinite values in {len(bad)} subtomogram(s), "
-            f"first at index {bad[0]}."
+    return X
+
+
+def raise_non_finite(X, *, name="X", start=0, batch_size=1024) -> None:
+    """Raise naming how many subtomograms of ``X[start:]`` hold NaN or inf, if any.
+
+    Scans in batches of ``batch_size`` so a memory-mapped stack is never loaded
+    whole; indices in the message count from the start of ``X``.
+    """
+    n_bad, first = 0, None
+    for lo in range(start, len(X), batch_size):
+        block = np.asarray(X[lo : lo + batch_size]).reshape(
+            min(batch_size, len(X) - lo), -1
         )
-    return X if X.ndim == 5 else X[:, None]
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            n_bad += int(bad.sum())
+            first = lo + int(np.argmax(bad)) if first is None else first
+    if n_bad:
+        raise ValueError(
+            f"{name} has NaN or infinite values in {n_bad} subtomogram(s), "
+            f"first at index {first}."
+        )
 
 
 def check_class_counts(y, *, minimum, what) -> None:
