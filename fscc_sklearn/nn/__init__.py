@@ -1,7 +1,14 @@
 """PyTorch building blocks of FSCC (no scikit-learn, skorch or file handling here)."""
 
 from ._conv6 import Conv6
+from ._fuse import fuse_for_inference
 from ._losses import CESupConLoss, SupConLoss
 from ._sampler import ClassBalancedBatchSampler
 
-__all__ = ["CESupConLoss", "ClassBalancedBatchSampler", "Conv6", "SupConLoss"]
+__all__ = [
+    "CESupConLoss",
+    "ClassBalancedBatchSampler",
+    "Conv6",
+    "SupConLoss",
+    "fuse_for_inference",
+]

@@ -4,7 +4,7 @@ from torch import nn
 
 
 def _out_side(side: int, n_pool: int) -> int:
-    """Side length after up to ``n_pool`` 2x max-poolings, pooling only while side >= 2."""
+    """Side after up to ``n_pool`` 2x max-poolings, pooling only while side >= 2."""
     for _ in range(n_pool):
         if side < 2:
             break
@@ -72,7 +72,7 @@ class Conv6(nn.Module):
         return self.blocks(x)
 
     def forward_head(self, x, pre_logits=False):
-        """Flatten feature maps (>= 0 after ReLU) and, unless ``pre_logits``, classify."""
+        """Flatten feature maps (>= 0 after ReLU); unless ``pre_logits``, classify."""
         x = x.flatten(1)
         return x if pre_logits else self.fc(x)
 
