@@ -947,15 +947,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-per-class",
         type=int,
-        default=60,
-        help="simulated subtomograms per class (60)",
+        default=100,
+        help="simulated subtomograms per class (100)",
     )
     p.add_argument("--box", type=int, default=32, help="box edge (32)")
     p.add_argument(
         "--episodes", type=int, default=100, help="episodes per setting (100)"
     )
     p.add_argument("--queries", type=int, default=15, help="queries per class (15)")
-    _training_args(p, epochs=8, width=16)
+    _training_args(p, epochs=10, width=16)
     _common(p)
     return parser
 
