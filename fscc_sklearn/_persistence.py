@@ -350,6 +350,24 @@ def save_model(
         not JSON-serialisable.
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn.pipeline import Pipeline
+    >>> from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder
+    >>> from fscc_sklearn._toy import make_toy_volumes
+    >>> X, y = make_toy_volumes(n_classes=3, n_per_class=4, box=8, random_state=0)
+    >>> pipe = Pipeline([
+    ...     ("embed", Conv6Embedder(module__width=2, max_epochs=1, random_state=0)),
+    ...     ("clf", CalibratedFewShotClassifier()),
+    ... ]).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = save_model(pipe, os.path.join(tmp, "m.safetensors"),
+    ...                       {"voxel_size": 10.0, "seed": 0})
+    ...     loaded, meta = load_model(path, return_metadata=True)
+    >>> bool((loaded.predict(X) == pipe.predict(X)).all()), meta["box_size"]
+    (True, 8)
     """
     from .io._write import atomic_output
 
