@@ -1,17 +1,24 @@
-"""Distribution calibration (Yang et al. 2021) on frozen features, as FSCC uses it."""
+"""Distribution calibration on frozen features: Bayesian Gaussian rule, FSCC recipe."""
 
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.linalg import cho_solve
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import softmax
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from ._validation import check_class_counts
+
+# Below this many support + synthetic features times dimensions, BLAS threads
+# cost more in start-up and contention than they save (measured on 2 cores).
+_SMALL_PROBLEM = 4_000_000
 
 
 def tukey_transform(X: np.ndarray, lam: float = 0.5) -> np.ndarray:
@@ -33,12 +40,46 @@ def tukey_transform(X: np.ndarray, lam: float = 0.5) -> np.ndarray:
     return np.power(X, lam)
 
 
+def _cholesky_psd(cov):
+    """Cholesky factor of a PSD matrix, with the smallest diagonal jitter that works.
+
+    The jitter starts at ``1e-6`` times the mean variance and grows tenfold
+    until the factorisation succeeds, so singular (rank-deficient) matrices
+    get a usable factor instead of an error or NaNs.
+    """
+    scale = max(float(np.trace(cov)) / len(cov), np.finfo(float).tiny)
+    jitter = 1e-6 * scale
+    eye = np.eye(len(cov))
+    while True:
+        try:
+            return np.linalg.cholesky(cov + jitter * eye)
+        except np.linalg.LinAlgError:
+            jitter *= 10
+
+
+def oas_shrinkage(cov: np.ndarray, n: int) -> float:
+    """Oracle-approximating shrinkage coefficient (Chen et al. 2010) of a covariance.
+
+    ``(1 - rho) * cov + rho * trace(cov) / d * I`` is the OAS estimate; this
+    returns ``rho`` in ``[0, 1]`` from the sample covariance and its sample
+    count alone.
+    """
+    d = len(cov)
+    tr = float(np.trace(cov))
+    tr2 = float(np.sum(cov * cov))
+    num = (1 - 2 / d) * tr2 + tr**2
+    den = (n + 1 - 2 / d) * (tr2 - tr**2 / d)
+    return 1.0 if den <= 0 else float(min(1.0, num / den))
+
+
 @dataclass(frozen=True, eq=False)
 class BaseStatistics:
     """Per-class feature statistics of the base classes.
 
     Immutable and shared, not copied, by ``clone``: many few-shot classifiers can
-    point to the same (large) covariances.
+    point to the same (large) covariances. Derived quantities (shrunk
+    covariances, Cholesky factors) are memoised on the object, so episodes
+    reuse them.
 
     Parameters
     ----------
@@ -47,25 +88,34 @@ class BaseStatistics:
     covariances : ndarray of shape (n_classes, n_features, n_features)
         Unbiased (``n_i - 1``) covariances.
     counts : ndarray of shape (n_classes,)
+    tukey_lambda : float or None, default=None
+        Feature space of the statistics: ``None`` for raw features (the
+        reference recipe), else the Tukey power applied before computing them.
     """
 
     classes: np.ndarray
     means: np.ndarray
     covariances: np.ndarray
     counts: np.ndarray
+    tukey_lambda: float | None = None
     _factors: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_features(cls, X, y):
-        """Statistics of features ``X`` grouped by label ``y`` (>= 2 per class)."""
+    def from_features(cls, X, y, *, tukey_lambda=None):
+        """Statistics of features ``X`` grouped by label ``y`` (>= 2 per class).
+
+        With ``tukey_lambda`` given, ``X`` is Tukey-transformed first.
+        """
         check_class_counts(y, minimum=2, what="Base-class covariance")
+        if tukey_lambda is not None:
+            X = tukey_transform(X, tukey_lambda)
         classes, y_idx = np.unique(y, return_inverse=True)
         means = np.stack([X[y_idx == c].mean(0) for c in range(len(classes))])
         covs = np.stack(
             [np.cov(X[y_idx == c], rowvar=False, ddof=1) for c in range(len(classes))]
         ).reshape(len(classes), X.shape[1], X.shape[1])
         counts = np.bincount(y_idx, minlength=len(classes))
-        return cls(classes, means, covs, counts)
+        return cls(classes, means, covs, counts, tukey_lambda)
 
     @property
     def n_features(self):
@@ -75,31 +125,52 @@ class BaseStatistics:
         return self
 
     def sampling_factor(self, neighbours, alpha):
-        """Cholesky factor of the calibrated covariance of a neighbour set (memoised).
+        """Cholesky factor of the paper's calibrated covariance of a neighbour set.
 
         The covariance is the mean of the neighbours' covariances plus ``alpha``
         added to every entry (the reference recipe). That sum can be singular
-        (few samples, many features), so a diagonal jitter of ``1e-6`` times the
-        mean variance, growing tenfold until Cholesky succeeds, keeps it positive
-        definite.
+        (few samples, many features); see :func:`_cholesky_psd`. Memoised per
+        (neighbour set, alpha).
         """
-        key = (tuple(sorted(int(i) for i in neighbours)), float(alpha))
+        key = ("paper", tuple(sorted(int(i) for i in neighbours)), float(alpha))
         if key not in self._factors:
-            cov = self.covariances[list(key[0])].mean(0) + alpha
-            scale = max(float(np.trace(cov)) / len(cov), np.finfo(float).tiny)
-            jitter = 1e-6 * scale
-            while True:
-                try:
-                    factor = np.linalg.cholesky(cov + jitter * np.eye(len(cov)))
-                    break
-                except np.linalg.LinAlgError:
-                    jitter *= 10
-            self._factors[key] = factor
+            cov = self.covariances[list(key[1])].mean(0) + alpha
+            self._factors[key] = _cholesky_psd(cov)
         return self._factors[key]
 
+    def shrunk_covariances(self):
+        """OAS-shrunk covariances, positive definite even with fewer samples than
+        dimensions (memoised)."""
+        if "oas" not in self._factors:
+            out = np.empty_like(self.covariances)
+            for i, (cov, n) in enumerate(
+                zip(self.covariances, self.counts, strict=True)
+            ):
+                rho = oas_shrinkage(cov, int(n))
+                out[i] = (1 - rho) * cov
+                out[i].flat[:: len(cov) + 1] += rho * np.trace(cov) / len(cov)
+            self._factors["oas"] = out
+        return self._factors["oas"]
 
-def calibrated_training_set(support, y, stats, *, k, alpha, n_samples, rng):
+
+def _nearest_base(points, stats, k):
+    """Indices (sorted) of the ``k`` base classes with the nearest means."""
+    d2 = (
+        (points**2).sum(1)[:, None]
+        - 2 * points @ stats.means.T
+        + (stats.means**2).sum(1)[None]
+    )
+    return np.sort(np.argsort(d2, axis=1, kind="stable")[:, :k], axis=1)
+
+
+def calibrated_training_set(support, y, stats, *, k, alpha, n_samples, rng, dtype=None):
     """Support features plus features drawn from their calibrated distributions.
+
+    The paper's recipe: for each support feature, the ``k`` nearest base
+    classes give the calibrated mean ``(sum of k means + feature) / (k + 1)``
+    and covariance ``mean of k covariances + alpha``; ``n_samples // K``
+    features are drawn from that Gaussian (one matmul per distinct neighbour
+    set, with memoised Cholesky factors).
 
     Parameters
     ----------
@@ -114,27 +185,107 @@ def calibrated_training_set(support, y, stats, *, k, alpha, n_samples, rng):
     n_samples : int
         Draws per class, split evenly over its support features.
     rng : RandomState
+    dtype : numpy dtype, optional
+        Dtype of the drawn features (default: that of ``support``); float32
+        halves the cost of the draws.
 
     Returns
     -------
     X_train : ndarray of shape (n_support + n_drawn, n_features)
     y_train : ndarray of shape (n_support + n_drawn,)
     """
-    d2 = ((support[:, None, :] - stats.means[None]) ** 2).sum(-1)
-    neighbours = np.sort(np.argsort(d2, axis=1, kind="stable")[:, :k], axis=1)
+    dtype = support.dtype if dtype is None else np.dtype(dtype)
+    neighbours = _nearest_base(support, stats, k)
     means = (stats.means[neighbours].sum(1) + support) / (k + 1)
     _, y_idx, n_shot = np.unique(y, return_inverse=True, return_counts=True)
     n_draw = n_samples // n_shot[y_idx]
     owner = np.repeat(np.arange(len(support)), n_draw)
-    z = rng.standard_normal((len(owner), support.shape[1]))
+    z = rng.standard_normal((len(owner), support.shape[1])).astype(dtype, copy=False)
     samples = np.empty_like(z)
-    # one matmul per distinct neighbour set; factors are memoised across fits
     sets, set_of_support = np.unique(neighbours, axis=0, return_inverse=True)
+    set_of_owner = set_of_support.ravel()[owner]
     for s, key in enumerate(sets):
-        rows = set_of_support.ravel()[owner] == s
-        factor = stats.sampling_factor(tuple(key), alpha)
+        rows = set_of_owner == s
+        factor = stats.sampling_factor(tuple(key), alpha).astype(dtype, copy=False)
         samples[rows] = means[owner[rows]] + z[rows] @ factor.T
-    return np.concatenate([support, samples]), np.concatenate([y, y[owner]])
+    X_train = np.concatenate([support.astype(dtype, copy=False), samples])
+    return X_train, np.concatenate([y, y[owner]])
+
+
+def bayes_gaussian_parameters(support, y_idx, n_classes, stats, *, k, kappa, shrinkage):
+    """Posterior class means and shared covariance of the Bayesian calibration.
+
+    Each novel class ``c`` with ``K_c`` support features (mean ``m_c``) takes as
+    prior the mean ``mu0_c`` and the OAS-shrunk covariance ``S0_c`` of the
+    ``k`` base classes nearest to ``m_c``; its mean is the normal-prior
+    posterior mean ``(kappa * mu0_c + K_c * m_c) / (kappa + K_c)``. The shared
+    covariance is the average of the ``S0_c``, shrunk towards a multiple of the
+    identity: ``(1 - shrinkage) * S + shrinkage * trace(S) / d * I``.
+
+    Returns
+    -------
+    means : ndarray of shape (n_classes, n_features)
+    covariance : ndarray of shape (n_features, n_features)
+    """
+    counts = np.bincount(y_idx, minlength=n_classes).astype(float)
+    m = np.zeros((n_classes, support.shape[1]))
+    np.add.at(m, y_idx, support)
+    m /= counts[:, None]
+    neighbours = _nearest_base(m, stats, k)
+    mu0 = stats.means[neighbours].mean(1)
+    if isinstance(kappa, str):
+        kappa = empirical_kappa(m, mu0, counts, stats, neighbours)[:, None]
+    if np.isinf(kappa).all():
+        means = mu0
+    else:
+        means = (kappa * mu0 + counts[:, None] * m) / (kappa + counts[:, None])
+    weights = np.bincount(neighbours.ravel(), minlength=len(stats.classes))
+    weights = weights / weights.sum()
+    if shrinkage == 1:
+        # only the trace matters, and shrinkage keeps the trace
+        scale = np.trace(stats.covariances, axis1=1, axis2=2) @ weights / len(m.T)
+        return means, np.diag(np.full(m.shape[1], max(scale, np.finfo(float).tiny)))
+    cov = np.tensordot(weights, stats.shrunk_covariances(), axes=1)
+    return means, shrink_to_identity(cov, shrinkage)
+
+
+def empirical_kappa(support_means, prior_means, counts, stats, neighbours):
+    """Prior strength of each class mean, estimated from the data (empirical Bayes).
+
+    With within-class variance ``s2`` per feature (from the neighbours'
+    covariances) and a class mean spread ``t2`` around its prior mean, the
+    posterior weighs the prior by ``kappa = s2 / t2``. ``t2`` is estimated from
+    the support mean's distance to the prior mean, ``|m - mu0|^2 / d - s2 / K``
+    (floored at a tiny value), so the prior fades for classes far from every
+    base class. Half that strength is returned: the distance is taken to the
+    *nearest* base means, which understates ``t2``, and half measured best
+    (see docs/calibration.md).
+    """
+    d = support_means.shape[1]
+    s2 = np.trace(stats.covariances[neighbours].mean(1), axis1=1, axis2=2) / d
+    spread = ((support_means - prior_means) ** 2).sum(1) / d - s2 / counts
+    t2 = np.maximum(spread, np.finfo(float).tiny)
+    return 0.5 * s2 / t2
+
+
+def shrink_to_identity(cov: np.ndarray, shrinkage: float) -> np.ndarray:
+    """``(1 - shrinkage) * cov + shrinkage * trace(cov) / d * I`` (a new array)."""
+    d = len(cov)
+    out = (1 - shrinkage) * cov
+    out.flat[:: d + 1] += shrinkage * np.trace(cov) / d
+    return out
+
+
+def _linear_gaussian(means, cov):
+    """Weights and intercepts of the equal-prior Gaussian classifier with shared
+    covariance: ``score_c(x) = x S^-1 mu_c - mu_c S^-1 mu_c / 2``."""
+    diagonal = cov.diagonal()
+    if np.count_nonzero(cov - np.diag(diagonal)) == 0 and diagonal.min() > 0:
+        coef = means / diagonal  # isotropic or diagonal: no factorisation needed
+    else:
+        coef = cho_solve((_cholesky_psd(cov), True), means.T).T
+    intercept = -0.5 * np.einsum("ij,ij->i", coef, means)
+    return coef, intercept
 
 
 def _as_base_statistics(base):
@@ -158,41 +309,62 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
 
     With ``base=None``, ``fit(X, y)`` treats the data as base classes: it stores
     their per-class means and covariances in ``base_statistics_`` and fits a
-    logistic regression that predicts those classes.
+    classifier of those classes.
 
     With ``base`` given, ``fit(X, y)`` is the few-shot fit on a support set of N
-    novel classes with K examples each (K may be 1), as FSCC describes:
+    novel classes with K examples each (K may be 1). Features are first
+    Tukey-transformed (``tukey_lambda``). Two methods:
 
-    1. Tukey transform of the support features (``tukey_lambda``);
-    2. for each support feature, the ``k`` base classes with the nearest means;
-    3. calibrated mean ``(sum of k means + feature) / (k + 1)``, covariance
-       ``mean of k covariances + alpha`` (``alpha`` added to every entry, as in
-       the reference implementation);
-    4. ``n_samples // K`` synthetic features per support feature (so
-       ``n_samples`` per class) drawn from that Gaussian;
-    5. a logistic regression on support + synthetic features.
+    ``method="bayes"`` (default) reads calibration as a Bayesian prior and
+    needs no sampling. Base statistics live in the same Tukey space as the
+    support and query features. Each novel class takes the ``k`` base classes
+    nearest to its support mean as a prior; its mean is ``(kappa * prior mean
+    + K * support mean) / (kappa + K)``, so the transfer fades as shots grow,
+    and with ``kappa="auto"`` also as the class lies farther from the base
+    classes (an empirical-Bayes strength, see :func:`empirical_kappa`). The
+    classes share a covariance: the neighbours' OAS-shrunk covariance, shrunk
+    further towards the identity by ``shrinkage`` (default 1: identity only,
+    which measured best on simulated subtomograms). Queries go to the class of
+    highest Gaussian likelihood, a linear classifier in closed form (what a
+    logistic regression on many samples from those Gaussians approximates).
+    ``kappa=0, shrinkage=1`` is the nearest-prototype rule.
 
-    Queries get the same Tukey transform. Base statistics are computed on the
-    raw (untransformed) base features, as in the reference implementation.
+    ``method="paper"`` is FSCC's recipe (Yang et al. 2021): base statistics on
+    the raw features; per support feature, the ``k`` nearest base classes give
+    the mean ``(sum of k means + feature) / (k + 1)`` and covariance ``mean of
+    k covariances + alpha`` (``alpha`` added to every entry); ``n_samples // K``
+    features per support feature are drawn from it, and a logistic regression
+    (``C``, ``max_iter``) is trained on support + drawn features.
 
     Parameters
     ----------
     base : None, BaseStatistics or fitted CalibratedFewShotClassifier, default=None
         Where base statistics come from; ``None`` means fit them from the data.
+        Their feature space must match ``method`` (Tukey space for "bayes", raw
+        for "paper"): fit the base classifier with the same ``method``.
+    method : {"bayes", "paper"}, default="bayes"
+        Calibration method, see above.
     k : int, default=2
         Number of nearest base classes whose statistics are transferred.
+    kappa : float or "auto", default="auto"
+        "bayes": prior strength of the base mean, in pseudo-samples (0: support
+        mean only; ``np.inf``: base mean only; "auto": estimated per class
+        from its distance to the base means).
+    shrinkage : float in [0, 1], default=1.0
+        "bayes": weight of the identity in the shared covariance (1: isotropic,
+        nearest-mean metric; 0: the neighbours' shrunk base covariance).
     tukey_lambda : float, default=0.5
         Power of the Tukey transform (0 means log).
     alpha : float, default=0.21
-        Constant added to every entry of the calibrated covariance.
+        "paper": constant added to every entry of the calibrated covariance.
     n_samples : int, default=750
-        Synthetic features drawn per novel class.
+        "paper": synthetic features drawn per novel class.
     C : float, default=1.0
-        Inverse regularisation strength of the logistic regression.
+        "paper": inverse regularisation strength of the logistic regression.
     max_iter : int, default=1000
-        Iterations of the logistic regression solver.
+        "paper": iterations of the logistic regression solver.
     random_state : int, RandomState or None, default=None
-        Seeds the sampling.
+        "paper": seeds the sampling ("bayes" is deterministic).
 
     Attributes
     ----------
@@ -200,28 +372,43 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         Classes this classifier predicts (base classes in base mode).
     base_statistics_ : BaseStatistics
         Base-class statistics (fitted, or taken from ``base``).
+    coef_ : ndarray of shape (n_classes, n_features)
+        Linear scores on Tukey-transformed features ("bayes"; for "paper" those
+        of the logistic regression, with one row when there are 2 classes).
+    intercept_ : ndarray of shape (n_classes,)
+        Intercepts matching ``coef_``.
     logreg_ : LogisticRegression
-        The final classifier, on Tukey-transformed features.
+        "paper" only: the final classifier, on Tukey-transformed features.
+    n_iter_ : ndarray of shape (1,)
+        Iterations the logistic regression solver ran ("paper"); 1 for the
+        closed-form "bayes".
     n_features_in_ : int
         Feature dimension.
-    n_iter_ : ndarray of shape (1,)
-        Iterations the logistic regression solver ran.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> X_base = rng.gamma(2.0, size=(60, 4)) + np.repeat(np.eye(3, 4) * 5, 20, 0)
     >>> y_base = np.repeat(["a", "b", "c"], 20)
-    >>> base = CalibratedFewShotClassifier(random_state=0).fit(X_base, y_base)
+    >>> base = CalibratedFewShotClassifier().fit(X_base, y_base)
     >>> X_new = np.array([[9.0, 0, 0, 9], [0, 9.0, 9, 0]])
-    >>> few = CalibratedFewShotClassifier(base=base, k=1, n_samples=50, random_state=0)
+    >>> few = CalibratedFewShotClassifier(base=base, k=1)
+    >>> few.fit(X_new, ["x", "y"]).predict(X_new).tolist()
+    ['x', 'y']
+    >>> paper = CalibratedFewShotClassifier(method="paper", random_state=0)
+    >>> paper = paper.fit(X_base, y_base)
+    >>> few = CalibratedFewShotClassifier(base=paper, method="paper", k=1,
+    ...                                   n_samples=50, random_state=0)
     >>> few.fit(X_new, ["x", "y"]).predict(X_new).tolist()
     ['x', 'y']
     """
 
     _parameter_constraints: dict = {
         "base": "no_validation",  # checked in fit, with a clearer message
+        "method": [StrOptions({"bayes", "paper"})],
         "k": [Interval(Integral, 1, None, closed="left")],
+        "kappa": [Interval(Real, 0, None, closed="both"), StrOptions({"auto"})],
+        "shrinkage": [Interval(Real, 0, 1, closed="both")],
         "tukey_lambda": [Interval(Real, None, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "n_samples": [Interval(Integral, 0, None, closed="left")],
@@ -234,7 +421,10 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self,
         base=None,
         *,
+        method="bayes",
         k=2,
+        kappa="auto",
+        shrinkage=1.0,
         tukey_lambda=0.5,
         alpha=0.21,
         n_samples=750,
@@ -243,7 +433,10 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
     ):
         self.base = base
+        self.method = method
         self.k = k
+        self.kappa = kappa
+        self.shrinkage = shrinkage
         self.tukey_lambda = tukey_lambda
         self.alpha = alpha
         self.n_samples = n_samples
@@ -251,56 +444,110 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
+    @property
+    def _stats_space(self):
+        return None if self.method == "paper" else float(self.tukey_lambda)
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit base statistics (``base=None``) or the few-shot classifier."""
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         rng = check_random_state(self.random_state)
+        Z = self._tukey(X)
         if self.base is None:
-            self.base_statistics_ = BaseStatistics.from_features(X, y)
-            self.classes_ = self.base_statistics_.classes
-            X_train, y_train = self._tukey(X), y
-        else:
-            stats = self.base_statistics_ = _as_base_statistics(self.base)
-            if X.shape[1] != stats.n_features:
-                raise ValueError(
-                    f"Support features have {X.shape[1]} dimensions; the base "
-                    f"statistics have {stats.n_features}."
-                )
-            if self.k > len(stats.classes):
-                raise ValueError(
-                    f"k={self.k} exceeds the number of base classes "
-                    f"({len(stats.classes)})."
-                )
-            self.classes_ = np.unique(y)
-            X_train, y_train = calibrated_training_set(
-                self._tukey(X), y, stats, k=self.k, alpha=self.alpha,
-                n_samples=self.n_samples, rng=rng,
+            stats = self.base_statistics_ = BaseStatistics.from_features(
+                X, y, tukey_lambda=self._stats_space
             )
+            self.classes_ = stats.classes
+            if self.method == "bayes":
+                # every base class is its own prior: the plain shrunk Gaussian rule
+                cov = np.tensordot(
+                    stats.counts / stats.counts.sum(), stats.shrunk_covariances(), 1
+                )
+                self._set_linear(stats.means, shrink_to_identity(cov, self.shrinkage))
+                return self
+            return self._fit_logreg(Z, y, rng)
+        stats = self.base_statistics_ = self._checked_base(X)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if self.method == "bayes":
+            means, cov = bayes_gaussian_parameters(
+                Z, y_idx, len(self.classes_), stats, k=self.k,
+                kappa=self.kappa, shrinkage=self.shrinkage,
+            )  # fmt: skip
+            self._set_linear(means, cov)
+            return self
+        small = Z.shape[1] * self.n_samples * len(self.classes_) < _SMALL_PROBLEM
+        with threadpool_limits(1 if small else None):
+            X_train, y_train = calibrated_training_set(
+                Z, y, stats, k=self.k, alpha=self.alpha,
+                n_samples=self.n_samples, rng=rng, dtype=np.float32,
+            )  # fmt: skip
+            return self._fit_logreg(X_train, y_train, rng)
+
+    def _checked_base(self, X):
+        stats = _as_base_statistics(self.base)
+        if X.shape[1] != stats.n_features:
+            raise ValueError(
+                f"Support features have {X.shape[1]} dimensions; the base "
+                f"statistics have {stats.n_features}."
+            )
+        if self.k > len(stats.classes):
+            raise ValueError(
+                f"k={self.k} exceeds the number of base classes ({len(stats.classes)})."
+            )
+        space = stats.tukey_lambda
+        if space != self._stats_space:
+            have = "raw features" if space is None else f"Tukey space (lambda={space})"
+            want = (
+                "raw features"
+                if self._stats_space is None
+                else f"Tukey space (lambda={self._stats_space})"
+            )
+            raise ValueError(
+                f"method={self.method!r} needs base statistics of {want}; these are "
+                f"of {have}. Fit the base classifier with the same method and "
+                "tukey_lambda."
+            )
+        return stats
+
+    def _set_linear(self, means, cov):
+        self.coef_, self.intercept_ = _linear_gaussian(means, cov)
+        self.n_iter_ = np.ones(1, dtype=int)  # closed form: one step
+
+    def _fit_logreg(self, X_train, y_train, rng):
         self.logreg_ = LogisticRegression(
             C=self.C, max_iter=self.max_iter, random_state=rng.randint(2**31 - 1)
         ).fit(X_train, y_train)
         self.n_iter_ = self.logreg_.n_iter_
+        self.coef_ = self.logreg_.coef_
+        self.intercept_ = self.logreg_.intercept_
         return self
 
     def _tukey(self, X):
         return tukey_transform(X, self.tukey_lambda)
 
     def decision_function(self, X):
-        """Logistic-regression scores of Tukey-transformed features."""
+        """Class scores of Tukey-transformed features (higher is more likely)."""
         X = self._validated(X)
-        return self.logreg_.decision_function(X)
+        if self.method == "paper":
+            return self.logreg_.decision_function(X)
+        scores = X @ self.coef_.T + self.intercept_
+        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
 
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``."""
         X = self._validated(X)
-        return self.logreg_.predict_proba(X)
+        if self.method == "paper":
+            return self.logreg_.predict_proba(X)
+        return softmax(X @ self.coef_.T + self.intercept_)
 
     def predict(self, X):
         """Most probable class of every feature vector."""
         X = self._validated(X)
-        return self.logreg_.predict(X)
+        if self.method == "paper":
+            return self.logreg_.predict(X)
+        return self.classes_[np.argmax(X @ self.coef_.T + self.intercept_, axis=1)]
 
     def _validated(self, X):
         check_is_fitted(self)

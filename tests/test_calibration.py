@@ -4,7 +4,11 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fscc_sklearn import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
-from fscc_sklearn._calibration import calibrated_training_set
+from fscc_sklearn._calibration import (
+    bayes_gaussian_parameters,
+    calibrated_training_set,
+    oas_shrinkage,
+)
 
 EXPECTED_FAILED = {
     "check_decision_proba_consistency": (
@@ -15,7 +19,10 @@ EXPECTED_FAILED = {
 
 
 @parametrize_with_checks(
-    [CalibratedFewShotClassifier(n_samples=20)],
+    [
+        CalibratedFewShotClassifier(),
+        CalibratedFewShotClassifier(method="paper", n_samples=20),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
 def test_sklearn_api(estimator, check):
@@ -32,7 +39,7 @@ def make_base(n_classes=4, n_per_class=30, d=6, seed=0):
 
 def test_base_mode_stores_unbiased_statistics_and_predicts_base_classes():
     X, y = make_base()
-    clf = CalibratedFewShotClassifier(random_state=0).fit(X, y)
+    clf = CalibratedFewShotClassifier(method="paper", random_state=0).fit(X, y)
     stats = clf.base_statistics_
     np.testing.assert_allclose(stats.means[2], X[y == 2].mean(0))
     np.testing.assert_allclose(stats.covariances[1], np.cov(X[y == 1].T, ddof=1))
@@ -42,11 +49,13 @@ def test_base_mode_stores_unbiased_statistics_and_predicts_base_classes():
 
 def test_few_shot_fit_classifies_novel_classes_with_one_shot():
     X, y = make_base(n_classes=9, seed=1)
-    base = CalibratedFewShotClassifier(random_state=0).fit(X[y < 5], y[y < 5])
+    base = CalibratedFewShotClassifier(method="paper").fit(X[y < 5], y[y < 5])
     novel = y >= 5
     Xn, yn = X[novel], y[novel]
     support = np.array([np.flatnonzero(yn == c)[0] for c in range(5, 9)])
-    clf = CalibratedFewShotClassifier(base=base, n_samples=200, random_state=0)
+    clf = CalibratedFewShotClassifier(
+        base=base, method="paper", n_samples=200, random_state=0
+    )
     clf.fit(Xn[support], yn[support])
     assert clf.classes_.tolist() == [5, 6, 7, 8]
     assert clf.score(Xn, yn) > 0.8
@@ -56,18 +65,25 @@ def test_few_shot_fit_classifies_novel_classes_with_one_shot():
 
 def test_draws_n_samples_per_class_and_calibrated_means():
     X, y = make_base(d=3)
-    base = CalibratedFewShotClassifier().fit(X, y)
+    base = CalibratedFewShotClassifier(method="paper").fit(X, y)
     stats = base.base_statistics_
     v = np.sqrt([1.0, 2.0, 3.0])
     X_train, y_train = calibrated_training_set(
-        v[None], np.array([7]), stats, k=2, alpha=0.0, n_samples=9000,
-        rng=np.random.RandomState(0))
+        v[None],
+        np.array([7]),
+        stats,
+        k=2,
+        alpha=0.0,
+        n_samples=9000,
+        rng=np.random.RandomState(0),
+    )
     assert len(X_train) == 9001 and set(y_train) == {7}
     nearest = np.argsort(((stats.means - v) ** 2).sum(1))[:2]
     expected_mean = (stats.means[nearest].sum(0) + v) / 3
     np.testing.assert_allclose(X_train[1:].mean(0), expected_mean, atol=0.05)
-    np.testing.assert_allclose(np.cov(X_train[1:].T),
-                               stats.covariances[nearest].mean(0), atol=0.05)
+    np.testing.assert_allclose(
+        np.cov(X_train[1:].T), stats.covariances[nearest].mean(0), atol=0.05
+    )
 
 
 def test_alpha_is_added_to_every_covariance_entry():
@@ -83,21 +99,32 @@ def test_rank_deficient_base_covariances_stay_finite():
     rng = np.random.default_rng(0)
     X = rng.gamma(1.0, size=(12, 40))  # 3 samples per class, 40 dimensions
     y = np.repeat(np.arange(4), 3)
-    base = CalibratedFewShotClassifier(alpha=0.0).fit(X, y)
-    clf = CalibratedFewShotClassifier(base=base, alpha=0.0, n_samples=50, random_state=0)
+    base = CalibratedFewShotClassifier(method="paper", alpha=0.0).fit(X, y)
+    clf = CalibratedFewShotClassifier(
+        base=base, method="paper", alpha=0.0, n_samples=50, random_state=0
+    )
     clf.fit(rng.gamma(1.0, size=(2, 40)), ["a", "b"])
     assert np.isfinite(clf.logreg_.coef_).all()
-    zero = CalibratedFewShotClassifier(alpha=0.0).fit(np.zeros((6, 5)), [0, 0, 1, 1, 2, 2])
-    few = CalibratedFewShotClassifier(base=zero, alpha=0.0, n_samples=10, random_state=0)
-    assert np.isfinite(few.fit(np.zeros((2, 5)), [0, 1]).predict_proba(np.ones((1, 5)))).all()
+    paper = {"method": "paper", "alpha": 0.0}
+    zero = CalibratedFewShotClassifier(**paper).fit(
+        np.zeros((6, 5)), [0, 0, 1, 1, 2, 2]
+    )
+    few = CalibratedFewShotClassifier(base=zero, n_samples=10, random_state=0, **paper)
+    assert np.isfinite(
+        few.fit(np.zeros((2, 5)), [0, 1]).predict_proba(np.ones((1, 5)))
+    ).all()
 
 
 def test_same_seed_same_predictions():
     X, y = make_base(n_classes=8)
-    base = CalibratedFewShotClassifier().fit(X[y < 4], y[y < 4])
+    base = CalibratedFewShotClassifier(method="paper").fit(X[y < 4], y[y < 4])
     Xs, ys = X[y >= 4][::10], y[y >= 4][::10]
-    fits = [CalibratedFewShotClassifier(base=base, random_state=s).fit(Xs, ys)
-            for s in (3, 3, 4)]
+    fits = [
+        CalibratedFewShotClassifier(base=base, method="paper", random_state=s).fit(
+            Xs, ys
+        )
+        for s in (3, 3, 4)
+    ]
     p = [f.predict_proba(X) for f in fits]
     np.testing.assert_array_equal(p[0], p[1])
     assert not np.array_equal(p[0], p[2])
@@ -120,22 +147,54 @@ def test_tukey_transform_log_and_power():
 @pytest.mark.parametrize(
     ("make_call", "error", "match"),
     [
-        (lambda b: CalibratedFewShotClassifier(base=b).fit(np.ones((2, 5)), [0, 1]),
-         ValueError, "Support features have 5 dimensions; the base statistics have 6"),
-        (lambda b: CalibratedFewShotClassifier(base=b, k=5).fit(np.ones((2, 6)), [0, 1]),
-         ValueError, "k=5 exceeds the number of base classes \\(4\\)"),
-        (lambda b: CalibratedFewShotClassifier(base=b).fit(-np.ones((2, 6)), [0, 1]),
-         ValueError, "Negative values"),
-        (lambda b: CalibratedFewShotClassifier(base=b).fit(np.full((2, 6), np.nan), [0, 1]),
-         ValueError, "NaN"),
-        (lambda b: CalibratedFewShotClassifier(base=b).fit(np.ones((0, 6)), []),
-         ValueError, "0 sample"),
-        (lambda b: CalibratedFewShotClassifier(base=CalibratedFewShotClassifier()).fit(
-            np.ones((2, 6)), [0, 1]), ValueError, "unfitted"),
-        (lambda b: CalibratedFewShotClassifier(base="stats").fit(np.ones((2, 6)), [0, 1]),
-         TypeError, "base must be None, a BaseStatistics"),
-        (lambda b: CalibratedFewShotClassifier().fit(np.ones((3, 6)), [0, 0, 1]),
-         ValueError, "class '1' has only 1 sample"),
+        (
+            lambda b: CalibratedFewShotClassifier(base=b).fit(np.ones((2, 5)), [0, 1]),
+            ValueError,
+            "Support features have 5 dimensions; the base statistics have 6",
+        ),
+        (
+            lambda b: CalibratedFewShotClassifier(base=b, k=5).fit(
+                np.ones((2, 6)), [0, 1]
+            ),
+            ValueError,
+            "k=5 exceeds the number of base classes \\(4\\)",
+        ),
+        (
+            lambda b: CalibratedFewShotClassifier(base=b).fit(-np.ones((2, 6)), [0, 1]),
+            ValueError,
+            "Negative values",
+        ),
+        (
+            lambda b: CalibratedFewShotClassifier(base=b).fit(
+                np.full((2, 6), np.nan), [0, 1]
+            ),
+            ValueError,
+            "NaN",
+        ),
+        (
+            lambda b: CalibratedFewShotClassifier(base=b).fit(np.ones((0, 6)), []),
+            ValueError,
+            "0 sample",
+        ),
+        (
+            lambda b: CalibratedFewShotClassifier(
+                base=CalibratedFewShotClassifier()
+            ).fit(np.ones((2, 6)), [0, 1]),
+            ValueError,
+            "unfitted",
+        ),
+        (
+            lambda b: CalibratedFewShotClassifier(base="stats").fit(
+                np.ones((2, 6)), [0, 1]
+            ),
+            TypeError,
+            "base must be None, a BaseStatistics",
+        ),
+        (
+            lambda b: CalibratedFewShotClassifier().fit(np.ones((3, 6)), [0, 0, 1]),
+            ValueError,
+            "class '1' has only 1 sample",
+        ),
     ],
 )
 def test_bad_input_is_named(make_call, error, match):
@@ -155,3 +214,173 @@ def test_predict_before_fit_raises():
 def test_base_statistics_from_features_requires_two_per_class():
     with pytest.raises(ValueError, match="at least 2 samples per class"):
         BaseStatistics.from_features(np.ones((3, 2)), np.array([0, 1, 1]))
+
+
+# --- method="bayes" (default) ------------------------------------------------
+
+
+def novel_episode(n_way=4, k_shot=3, d=6, seed=1):
+    X, y = make_base(n_classes=5 + n_way, n_per_class=30, d=d, seed=seed)
+    base = CalibratedFewShotClassifier().fit(X[y < 5], y[y < 5])
+    Xn, yn = X[y >= 5], y[y >= 5]
+    support = np.concatenate([np.flatnonzero(yn == c)[:k_shot] for c in np.unique(yn)])
+    return base, Xn[support], yn[support], Xn, yn
+
+
+def test_bayes_base_statistics_are_in_tukey_space():
+    X, y = make_base()
+    stats = CalibratedFewShotClassifier(tukey_lambda=0.5).fit(X, y).base_statistics_
+    assert stats.tukey_lambda == 0.5
+    np.testing.assert_allclose(stats.means[2], np.sqrt(X[y == 2]).mean(0))
+    np.testing.assert_allclose(stats.covariances[1], np.cov(np.sqrt(X[y == 1]).T))
+    paper = CalibratedFewShotClassifier(method="paper").fit(X, y).base_statistics_
+    assert paper.tukey_lambda is None
+    np.testing.assert_allclose(paper.means[2], X[y == 2].mean(0))
+
+
+def test_bayes_classifies_novel_classes_and_has_linear_shapes():
+    base, Xs, ys, Xn, yn = novel_episode()
+    clf = CalibratedFewShotClassifier(base=base).fit(Xs, ys)
+    assert clf.coef_.shape == (4, 6) and clf.intercept_.shape == (4,)
+    assert clf.score(Xn, yn) > 0.9
+    proba = clf.predict_proba(Xn)
+    np.testing.assert_allclose(proba.sum(1), 1)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(Xn))
+    assert clf.decision_function(Xn).shape == (len(Xn), 4)
+
+
+def test_bayes_base_mode_predicts_base_classes():
+    X, y = make_base()
+    assert CalibratedFewShotClassifier().fit(X, y).score(X, y) > 0.95
+
+
+def test_bayes_is_deterministic_whatever_the_seed():
+    base, Xs, ys, Xn, _ = novel_episode()
+    p = [
+        CalibratedFewShotClassifier(base=base, random_state=s)
+        .fit(Xs, ys)
+        .predict_proba(Xn)
+        for s in (0, 1)
+    ]
+    np.testing.assert_array_equal(p[0], p[1])
+
+
+@pytest.mark.parametrize("k_shot", [1, 3])
+def test_kappa_limits_give_support_and_base_means(k_shot):
+    base, Xs, ys, _, _ = novel_episode(k_shot=k_shot)
+    stats = base.base_statistics_
+    Z = np.sqrt(Xs)
+    classes, y_idx = np.unique(ys, return_inverse=True)
+    support_means = np.stack([Z[y_idx == c].mean(0) for c in range(len(classes))])
+    kw = {"k": 2, "shrinkage": 0.5}
+    m0, _ = bayes_gaussian_parameters(Z, y_idx, len(classes), stats, kappa=0.0, **kw)
+    np.testing.assert_allclose(m0, support_means)
+    m_big, _ = bayes_gaussian_parameters(
+        Z, y_idx, len(classes), stats, kappa=1e12, **kw
+    )
+    m_inf, _ = bayes_gaussian_parameters(
+        Z, y_idx, len(classes), stats, kappa=np.inf, **kw
+    )
+    d2 = ((support_means[:, None] - stats.means[None]) ** 2).sum(-1)
+    prior = stats.means[np.argsort(d2, axis=1)[:, :2]].mean(1)
+    np.testing.assert_allclose(m_inf, prior)
+    np.testing.assert_allclose(m_big, prior, atol=1e-9)
+    m1, _ = bayes_gaussian_parameters(Z, y_idx, len(classes), stats, kappa=2.0, **kw)
+    np.testing.assert_allclose(m1, (2 * prior + k_shot * support_means) / (2 + k_shot))
+
+
+def test_kappa_zero_full_shrinkage_is_nearest_prototype():
+    base, Xs, ys, Xn, _ = novel_episode(k_shot=2, d=8, seed=3)
+    clf = CalibratedFewShotClassifier(base=base, kappa=0.0, shrinkage=1.0).fit(Xs, ys)
+    Z, Zq = np.sqrt(Xs), np.sqrt(Xn)
+    protos = np.stack([Z[ys == c].mean(0) for c in clf.classes_])
+    nearest = ((Zq[:, None] - protos[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(clf.predict(Xn), clf.classes_[nearest])
+
+
+def test_shrinkage_zero_uses_the_neighbours_shrunk_covariance():
+    base, Xs, ys, _, _ = novel_episode(n_way=2, k_shot=1)
+    stats = base.base_statistics_
+    Z = np.sqrt(Xs)
+    _, y_idx = np.unique(ys, return_inverse=True)
+    _, cov = bayes_gaussian_parameters(Z, y_idx, 2, stats, k=1, kappa=1.0, shrinkage=0)
+    d2 = ((Z[:, None] - stats.means[None]) ** 2).sum(-1)
+    nearest = d2.argmin(1)
+    expected = stats.shrunk_covariances()[nearest].mean(0)
+    np.testing.assert_allclose(cov, expected)
+
+
+def test_shrunk_covariances_are_positive_definite_with_few_samples():
+    rng = np.random.default_rng(0)
+    X = rng.gamma(1.0, size=(12, 40))  # 3 samples per class, 40 dimensions
+    y = np.repeat(np.arange(4), 3)
+    stats = BaseStatistics.from_features(X, y, tukey_lambda=0.5)
+    for raw, shrunk in zip(stats.covariances, stats.shrunk_covariances(), strict=True):
+        assert np.linalg.matrix_rank(raw) <= 2
+        assert np.linalg.eigvalsh(shrunk).min() > 0
+        np.testing.assert_allclose(np.trace(shrunk), np.trace(raw))
+    assert stats.shrunk_covariances() is stats.shrunk_covariances()  # memoised
+    base = CalibratedFewShotClassifier(shrinkage=0.0).fit(X, y)
+    few = CalibratedFewShotClassifier(base=base, shrinkage=0.0, kappa=0.0)
+    few.fit(rng.gamma(1.0, size=(2, 40)), ["a", "b"])
+    assert np.isfinite(few.coef_).all()
+    zero = CalibratedFewShotClassifier(shrinkage=0.0).fit(
+        np.zeros((6, 5)), [0, 0, 1, 1, 2, 2]
+    )
+    few = CalibratedFewShotClassifier(base=zero, shrinkage=0.0).fit(
+        np.zeros((2, 5)), [0, 1]
+    )
+    assert np.isfinite(few.predict_proba(np.ones((1, 5)))).all()
+
+
+def test_oas_shrinkage_falls_with_more_samples():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((20, 20))
+    X = rng.standard_normal((2000, 20)) @ A
+    rhos = [oas_shrinkage(np.cov(X[:n].T), n) for n in (5, 50, 2000)]
+    assert all(0 <= r <= 1 for r in rhos)
+    assert rhos[0] > rhos[1] > rhos[2] and rhos[2] < 0.05
+    assert oas_shrinkage(np.eye(3), 10) == 1.0  # already spherical
+
+
+def test_bayes_and_paper_base_statistics_do_not_mix():
+    X, y = make_base()
+    paper_base = CalibratedFewShotClassifier(method="paper").fit(X, y)
+    with pytest.raises(
+        ValueError,
+        match=r"method='bayes' needs base statistics of "
+        r"Tukey space \(lambda=0.5\); these are of raw features",
+    ):
+        CalibratedFewShotClassifier(base=paper_base).fit(np.ones((2, 6)), [0, 1])
+    bayes_base = CalibratedFewShotClassifier().fit(X, y)
+    with pytest.raises(ValueError, match="method='paper' needs base statistics of raw"):
+        CalibratedFewShotClassifier(base=bayes_base, method="paper").fit(
+            np.ones((2, 6)), [0, 1]
+        )
+
+
+def test_paper_draws_float32_samples_with_the_calibrated_covariance():
+    X, y = make_base(d=3)
+    stats = CalibratedFewShotClassifier(method="paper").fit(X, y).base_statistics_
+    v = np.sqrt([1.0, 2.0, 3.0])
+    X_train, _ = calibrated_training_set(
+        v[None], np.array([7]), stats, k=1, alpha=0.1, n_samples=20000,
+        rng=np.random.RandomState(0), dtype=np.float32,
+    )  # fmt: skip
+    assert X_train.dtype == np.float32
+    nearest = np.argmin(((stats.means - v) ** 2).sum(1))
+    np.testing.assert_allclose(
+        np.cov(X_train[1:].T), stats.covariances[nearest] + 0.1, atol=0.03
+    )
+
+
+def test_adapt_and_episodes_work_with_the_default():
+    from fscc_sklearn import adapt, evaluate_episodes
+
+    X, y = make_base(n_classes=9, seed=2)
+    clf = CalibratedFewShotClassifier().fit(X[y < 4], y[y < 4])
+    novel = adapt(clf, X[y >= 4][::6], y[y >= 4][::6])
+    assert novel.base_statistics_ is clf.base_statistics_
+    res = evaluate_episodes(clf, X[y >= 4], y[y >= 4], n_way=3, k_shot=1, n_query=5,
+                            n_episodes=5, random_state=0)  # fmt: skip
+    assert res.accuracies.shape == (5,) and res.mean > 0.6
