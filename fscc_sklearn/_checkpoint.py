@@ -106,6 +106,11 @@ class AtomicCheckpoint(Callback):
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if not hasattr(net, "sampler_rng_"):
+            raise TypeError(
+                "AtomicCheckpoint resumes a Conv6Embedder (it saves the batch "
+                f"sampler's generator sampler_rng_); got {type(net).__name__}."
+            )
         Path(self.dirname).mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(self.path)
         self._fingerprint = _fingerprint(net, X, y)

@@ -160,3 +160,18 @@ def test_missing_checkpoint_and_bad_filename(tmp_path):
         load_checkpoint(tmp_path)
     with pytest.raises(ValueError, match="plain file name"):
         AtomicCheckpoint(tmp_path, filename="../x.pt").initialize()
+
+
+def test_other_nets_are_refused(tmp_path):
+    from skorch import NeuralNet
+
+    net = NeuralNet(
+        torch.nn.Linear(3, 2),
+        criterion=torch.nn.CrossEntropyLoss,
+        max_epochs=1,
+        train_split=None,
+        callbacks=[AtomicCheckpoint(tmp_path)],
+    )
+    X, y = np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])
+    with pytest.raises(TypeError, match="resumes a Conv6Embedder"):
+        net.fit(X, y)
