@@ -5,9 +5,9 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from skorch.exceptions import NotInitializedError
 from sklearn.base import clone
 from sklearn.utils import estimator_checks
+from skorch.exceptions import NotInitializedError
 
 from fscc_sklearn import Conv6Embedder
 
@@ -89,8 +89,9 @@ def test_string_labels_and_sup_con_weight_zero(toy_data, tiny_embedder):
 
 def test_params_reach_module_and_criterion(toy_data, tiny_embedder):
     X, y, _, _ = toy_data
-    emb = tiny_embedder(max_epochs=1, module__width=4, temperature=0.2,
-                        sup_con_weight=0.1).fit(X, y)
+    emb = tiny_embedder(
+        max_epochs=1, module__width=4, temperature=0.2, sup_con_weight=0.1
+    ).fit(X, y)
     assert emb.module_.num_features == 4
     assert emb.criterion_.supcon.temperature == 0.2
     assert emb.criterion_.sup_con_weight == 0.1
@@ -119,7 +120,8 @@ def test_model_saved_for_cuda_loads_on_cpu(toy_data, tmp_path, tiny_embedder):
         "warnings.simplefilter('ignore')\n"
         f"emb = joblib.load(r'{tmp_path / 'gpu.joblib'}')\n"
         "assert str(emb.device) == 'cpu', emb.device\n"
-        f"np.save(r'{tmp_path / 'out.npy'}', emb.transform(np.load(r'{tmp_path / 'x.npy'}')))\n"
+        f"x = np.load(r'{tmp_path / 'x.npy'}')\n"
+        f"np.save(r'{tmp_path / 'out.npy'}', emb.transform(x))\n"
     )
     env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "", "PYTHONPATH": ":".join(sys.path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
@@ -162,3 +164,59 @@ def test_batch_size_too_small_for_classes(toy_data, tiny_embedder):
     X, y, _, _ = toy_data
     with pytest.raises(ValueError, match="cannot hold 2 samples of each of 6 classes"):
         tiny_embedder(batch_size=8).fit(X, y)
+
+
+def test_transform_streams_and_names_bad_values_in_later_batches(
+    toy_data, tiny_embedder
+):
+    X, y, _, _ = toy_data
+    emb = tiny_embedder(max_epochs=1, batch_size=48).fit(X, y)
+    bad = X.copy()
+    bad[[100, 130, 170]] = np.nan  # all after the first two batches
+    with pytest.raises(ValueError, match="in 3 subtomogram\\(s\\), first at index 100"):
+        emb.transform(bad)
+    with pytest.raises(ValueError, match="real numbers"):
+        emb.transform(np.zeros((2, 16, 16, 16), dtype=complex))
+    with pytest.raises(ValueError, match="no subtomograms"):
+        emb.transform(np.zeros((0, 16, 16, 16)))
+    with pytest.raises(ValueError, match="\\(n_samples, 1, D, H, W\\)"):
+        emb.transform(np.zeros((2, 3, 16, 16, 16)))
+
+
+def test_transform_reports_progress(toy_data, tiny_embedder):
+    X, y, _, _ = toy_data
+    calls = []
+    emb = tiny_embedder(max_epochs=1, batch_size=48).fit(X, y)
+    emb.set_params(progress=lambda done, total: calls.append((done, total)))
+    emb.transform(X[:100])
+    assert calls == [(48, 100), (96, 100), (100, 100)]
+    emb.set_params(progress=True)  # stderr is not a terminal under pytest: silent
+    assert emb.transform(X[:2]).shape == (2, emb.module_.num_features)
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "match"),
+    [
+        ("channels_last", "yes", "channels_last must be True or False; got 'yes'"),
+        ("amp", 1, "amp must be True or False; got 1"),
+        ("progress", "bar", "progress must be True, False or a callable"),
+    ],
+)
+def test_speed_params_are_validated(toy_data, tiny_embedder, param, value, match):
+    X, y, _, _ = toy_data
+    with pytest.raises(ValueError, match=match):
+        tiny_embedder(max_epochs=1, **{param: value}).fit(X, y)
+    emb = tiny_embedder(max_epochs=1).fit(X, y)
+    setattr(emb, param, value)
+    with pytest.raises(ValueError, match=match):
+        emb.transform(X[:2])
+
+
+def test_speed_params_are_plain_estimator_params(tiny_embedder):
+    emb = tiny_embedder(channels_last=False, amp=True, progress=True)
+    params = clone(emb).get_params()
+    assert (params["channels_last"], params["amp"], params["progress"]) == (
+        False,
+        True,
+        True,
+    )

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fscc_sklearn.nn import Conv6
+from fscc_sklearn.nn import Conv6, fuse_for_inference
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,59 @@ def test_conv6_features_are_non_negative_and_head_is_linear():
     feats = net.forward_head(maps, pre_logits=True)
     assert (feats >= 0).all()
     assert torch.allclose(net.forward_head(maps), net.fc(feats))
+
+
+def _trained_like(net):
+    """Give BatchNorm layers non-trivial statistics and affine parameters."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.3, 0.3, generator=g)
+    return net.eval()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fuse_for_inference_matches_eval_forward(channels_last):
+    net = _trained_like(Conv6(n_classes=3, width=8, volume_size=16))
+    x = torch.randn(5, 1, 16, 16, 16)
+    fmt = torch.channels_last_3d if channels_last else None
+    fused = fuse_for_inference(net, memory_format=fmt)
+    xf = x.contiguous(memory_format=fmt) if fmt else x
+    with torch.no_grad():
+        logits, feats = net(x)
+        f_logits, f_feats = fused(xf)
+    torch.testing.assert_close(f_feats, feats, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(f_logits, logits, rtol=1e-4, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
+    assert all(
+        m.bias is not None for m in fused.modules() if isinstance(m, torch.nn.Conv3d)
+    )
+    assert not any(p.requires_grad for p in fused.parameters())
+
+
+def test_fuse_for_inference_leaves_original_alone():
+    net = Conv6(n_classes=3, width=4, volume_size=8).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fuse_for_inference(net)
+    assert net.training
+    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules()) == 6
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_fuse_puts_pool_before_relu_and_keeps_other_layers():
+    net = Conv6(n_classes=3, width=4, volume_size=8, n_pool=2)
+    fused = fuse_for_inference(net)
+    kinds = [
+        [type(m).__name__ for m in block if not isinstance(m, torch.nn.Identity)]
+        for block in fused.blocks
+    ]
+    assert kinds[0] == ["Conv3d", "MaxPool3d", "ReLU"]
+    assert kinds[-1] == ["Conv3d", "ReLU"]
+    # a BatchNorm without a convolution in front of it is not touched
+    seq = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.BatchNorm3d(2))
+    assert isinstance(fuse_for_inference(seq)[1], torch.nn.BatchNorm3d)

@@ -1,0 +1,165 @@
+"""Benchmark of Conv6Embedder.fit: pre-training throughput on the CPU.
+
+Pre-trains the default Conv-6 (width 64) on 32^3 toy subtomograms with the
+class-balanced CE + SupCon recipe and reports training subtomograms per second
+(from skorch's per-epoch durations), the per-epoch loss and accuracy, and the
+cost of the precise-BatchNorm pass at the end, for the memory layout and
+bfloat16 autocast options. Writes benchmarks/results/pretraining.json and
+benchmarks/results/pretraining.md.
+
+Run: python benchmarks/bench_pretraining.py [--quick] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_embedding import machine_info  # noqa: E402
+
+from fscc_sklearn import Conv6Embedder  # noqa: E402
+from fscc_sklearn._runtime import tune_malloc  # noqa: E402
+from fscc_sklearn._toy import make_toy_volumes  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+SEED = 0
+VARIANTS = {
+    "channels_last (default)": {},
+    "NCDHW layout": {"channels_last": False},
+    "channels_last + amp (bfloat16)": {"amp": True},
+}
+
+
+def run(X, y, epochs, params) -> dict:
+    emb = Conv6Embedder(
+        max_epochs=epochs, batch_size=128, random_state=SEED, device="cpu", **params
+    )
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    emb.fit(X, y)
+    total = time.perf_counter() - t0
+    h = emb.history
+    durs = h[:, "dur"]
+    # every epoch of the balanced sampler sees max(1, n // batch) full batches
+    seen = (len(X) // 128) * 128
+    rates = [seen / d for d in durs]
+    return {
+        "params": params,
+        "epochs": [
+            {
+                "epoch": i + 1,
+                "train_loss": h[i, "train_loss"],
+                "train_acc": h[i, "train_acc"],
+                "seconds": durs[i],
+                "per_s": rates[i],
+            }
+            for i in range(len(h))
+        ],
+        "per_s_median_epoch": statistics.median(rates),
+        "per_s_after_first_epoch": statistics.median(rates[1:])
+        if len(rates) > 1
+        else rates[0],
+        "fit_seconds": total,
+        "precise_bn_and_setup_seconds": total - sum(durs),
+        "load_1min": load,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args(argv)
+    malloc_tuned = tune_malloc()
+    torch.set_num_threads(args.threads)
+    n_per_class = 26 if args.quick else 64
+    epochs = args.epochs or (2 if args.quick else 3)
+    X, y = make_toy_volumes(
+        n_classes=10, n_per_class=n_per_class, box=32, noise=0.8, random_state=SEED
+    )
+    res = {
+        "machine": machine_info(args.threads),
+        "params": {
+            "n": len(X),
+            "n_classes": 10,
+            "box": 32,
+            "width": 64,
+            "batch_size": 128,
+            "epochs": epochs,
+            "seed": SEED,
+            "threads": args.threads,
+            "malloc_tuned": malloc_tuned,
+        },
+        "variants": {},
+    }
+    print(
+        f"pre-training {len(X)} subtomograms 32^3, {epochs} epochs, "
+        f"{args.threads} threads, load {os.getloadavg()}"
+    )
+    for name, params in VARIANTS.items():
+        r = run(X, y, epochs, params)
+        res["variants"][name] = r
+        print(
+            f"  {name:32s} {r['per_s_median_epoch']:6.1f}/s per epoch "
+            f"(after the first: {r['per_s_after_first_epoch']:.1f}/s), fit "
+            f"{r['fit_seconds']:.0f} s, load {r['load_1min']:.1f}",
+            flush=True,
+        )
+        for e in r["epochs"]:
+            print(
+                f"      epoch {e['epoch']}: loss {e['train_loss']:.3f} "
+                f"acc {e['train_acc']:.3f} {e['seconds']:.1f} s"
+            )
+    res["load_average_at_end"] = list(os.getloadavg())
+    RESULTS.mkdir(exist_ok=True)
+    stem = "pretraining" + (f"_{args.tag}" if args.tag else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str))
+    m = res["machine"]
+    lines = [
+        "# Pre-training benchmark (`Conv6Embedder.fit`)",
+        "",
+        f"{m['date_utc']}, {m['cpu']}, torch {m['torch']}, {args.threads} threads, "
+        f"load average at start {m['load_average_at_start'][0]:.1f} (shared machine)."
+        f" {len(X)} toy subtomograms 32^3 in 10 classes, width 64, batch 128 "
+        f"(class-balanced), {epochs} epochs, CE + 0.05 SupCon, Adam lr 1e-3.",
+        "",
+        "| variant | subtomograms/s (median epoch) | after epoch 1 | fit s | "
+        "precise BN + setup s | load |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in res["variants"].items():
+        lines.append(
+            f"| {name} | {r['per_s_median_epoch']:.1f} | "
+            f"{r['per_s_after_first_epoch']:.1f} | {r['fit_seconds']:.0f} | "
+            f"{r['precise_bn_and_setup_seconds']:.0f} | {r['load_1min']:.1f} |"
+        )
+    lines += [
+        "",
+        "Per-epoch log:",
+        "",
+        "| variant | epoch | loss | accuracy | s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in res["variants"].items():
+        for e in r["epochs"]:
+            lines.append(
+                f"| {name} | {e['epoch']} | {e['train_loss']:.3f} | "
+                f"{e['train_acc']:.3f} | {e['seconds']:.1f} |"
+            )
+    lines.append("")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
+    print(f"wrote {RESULTS / stem}.json and .md")
+
+
+if __name__ == "__main__":
+    main()

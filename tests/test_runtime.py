@@ -1,0 +1,73 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fscc_sklearn._runtime import PageReleaser, progress
+
+
+def _resident_pages(arr):
+    """Pages of a memory map's file resident in this process (from /proc)."""
+    start = arr.ctypes.data
+    with open("/proc/self/smaps") as fh:
+        lines = fh.read().splitlines()
+    for i, line in enumerate(lines):
+        head = line.split()[0]
+        if ":" in head:  # a field line, not a mapping header
+            continue
+        lo, hi = (int(v, 16) for v in head.split("-"))
+        if lo <= start < hi:
+            for rest in lines[i + 1 :]:
+                if rest.startswith("Rss:"):
+                    return int(rest.split()[1])
+    raise AssertionError("mapping not found")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_page_releaser_drops_read_pages_and_keeps_data(tmp_path):
+    X = np.arange(64 * 16**3, dtype=np.float32).reshape(64, 16, 16, 16)
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    pages = PageReleaser(mm)
+    assert pages.active
+    assert float(mm.sum()) == float(X.sum())  # touches every page
+    full = _resident_pages(mm)
+    pages.release(48)
+    assert _resident_pages(mm) < 0.5 * full
+    np.testing.assert_array_equal(mm[:48], X[:48])  # re-read from the file
+
+
+def test_page_releaser_ignores_arrays_it_must_not_touch(tmp_path):
+    X = np.ones((8, 4, 4, 4), dtype=np.float32)
+    np.save(tmp_path / "x.npy", X)
+    assert not PageReleaser(X).active  # plain memory
+    cow = np.load(tmp_path / "x.npy", mmap_mode="c")
+    cow[0] = 5.0
+    releaser = PageReleaser(cow)
+    assert not releaser.active  # would discard the private change
+    releaser.release(8)
+    assert cow[0, 0, 0, 0] == 5.0
+    strided = np.load(tmp_path / "x.npy", mmap_mode="r")[::2]
+    assert not PageReleaser(strided).active
+
+
+def test_progress_callback_and_silent_bar():
+    seen = []
+    with progress(5, "x", lambda d, t: seen.append((d, t))) as bar:
+        bar.update(2)
+        bar.update(3)
+    assert seen == [(2, 5), (5, 5)]
+    with progress(5, "x", True) as bar:  # stderr is not a terminal under pytest
+        assert type(bar).__name__ == "_Silent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_tune_malloc_applies_in_a_fresh_process():
+    code = (
+        "from fscc_sklearn._runtime import tune_malloc\n"
+        "import numpy as np\n"
+        "assert tune_malloc() is True\n"
+        "a = np.ones(64 * 2**20 // 8); del a\n"  # large blocks still work
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
