@@ -119,8 +119,9 @@ def _check_declared_sizes(path: Path, permissive: bool) -> None:
         head = fh.read(1024)
     if len(head) < 1024:
         return  # mrcfile reports the short header
-    machst = head[212:214]
-    order = ">" if machst == b"\x11\x11" else "<"
+    if head[212] not in (0x44, 0x41, 0x11):
+        return  # unknown byte order: mrcfile rejects it (or guesses, permissively)
+    order = ">" if head[212] == 0x11 else "<"
     nx, ny, nz, mode = struct.unpack(order + "4i", head[:16])
     (nsymbt,) = struct.unpack(order + "i", head[92:96])
     size = path.stat().st_size
