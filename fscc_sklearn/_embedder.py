@@ -376,6 +376,16 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         state.pop("_inference_cache_", None)  # rebuilt on first transform
         return state
 
+    def __setstate__(self, state):
+        # skorch maps saved tensors to state["device"], and "auto" is no torch
+        # device; only unfitted nets (no tensors yet) still hold "auto"
+        auto = state.get("device") == "auto"
+        if auto:
+            state = {**state, "device": "cpu"}
+        super().__setstate__(state)
+        if auto:
+            self.device = "auto"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
