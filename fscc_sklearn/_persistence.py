@@ -40,18 +40,21 @@ _META_KEY = "fscc_sklearn"
 
 # Parameters of the estimators that the safe format restores; anything else
 # (custom modules, callbacks, iterators) needs joblib.
-_EMBEDDER_SCALARS = (
-    "lr",
-    "max_epochs",
-    "batch_size",
-    "sup_con_weight",
-    "temperature",
-    "random_state",
-    "verbose",
-    "warm_start",
-    "predict_nonlinearity",
-    "compile",
-    "use_caching",
+# Conv6Embedder parameters never stored: classes and objects (only the defaults
+# are supported), the device (chosen when loading) and skorch internals.
+_EMBEDDER_EXCLUDED = frozenset(
+    {
+        "module",
+        "criterion",
+        "optimizer",
+        "iterator_train",
+        "iterator_valid",
+        "dataset",
+        "callbacks",
+        "train_split",
+        "torch_load_kwargs",
+        "device",
+    }
 )
 _EMBEDDER_PREFIXES = ("module__", "criterion__", "optimizer__")
 # fitted arrays of CalibratedFewShotClassifier restored when the saved one had them
@@ -266,9 +269,22 @@ def _embedder_params(emb) -> dict:
             )
     out = {}
     for key, value in params.items():
-        if key in _EMBEDDER_SCALARS or key.startswith(_EMBEDDER_PREFIXES):
+        if key.startswith(_EMBEDDER_PREFIXES):
+            out[key] = _scalar(value, f"Conv6Embedder {key}")
+        elif key in _EMBEDDER_EXCLUDED or key.startswith("_") or callable(value):
+            continue  # not needed to predict (e.g. a progress callback)
+        else:
             out[key] = _scalar(value, f"Conv6Embedder {key}")
     return out
+
+
+def _embedder_param_allowed(key: str) -> bool:
+    from ._embedder import Conv6Embedder
+
+    if key.startswith(_EMBEDDER_PREFIXES):
+        return True
+    names = Conv6Embedder().get_params(deep=False)
+    return key in names and key not in _EMBEDDER_EXCLUDED and not key.startswith("_")
 
 
 def _classifier_params(clf) -> dict:
@@ -651,7 +667,7 @@ def _rebuild(tensors: dict, structure: dict, device: str):
     e = structure["embed"]
     params = e["params"]
     for key, value in params.items():
-        if not (key in _EMBEDDER_SCALARS or key.startswith(_EMBEDDER_PREFIXES)):
+        if not _embedder_param_allowed(key):
             raise ValueError(f"unexpected embedder parameter '{key}'.")
         if not (value is None or isinstance(value, (bool, int, float, str))):
             raise ValueError(f"embedder parameter '{key}' is not a scalar.")

@@ -228,3 +228,18 @@ def test_check_model_input():
         check_model_input(meta, 28, 10.0, source="data")
     with pytest.raises(ValueError, match="voxel size 13.7 A.*10 A"):
         check_model_input(meta, 32, 13.7)
+
+
+def test_embedder_settings_are_restored(data, tmp_path):
+    Xb, yb, _, _ = data
+    emb = Conv6Embedder(module__width=4, max_epochs=1, random_state=0, lr=0.01)
+    if "channels_last" in emb.get_params():
+        emb.set_params(channels_last=False)
+    pipe = Pipeline([("embed", emb), ("clf", CalibratedFewShotClassifier())])
+    pipe.fit(Xb, yb)
+    loaded, _ = _roundtrip(pipe, tmp_path / "e.safetensors")
+    got = loaded.named_steps["embed"].get_params()
+    for key in ("lr", "module__width", "max_epochs", "random_state", "channels_last"):
+        if key in emb.get_params():
+            assert got[key] == emb.get_params()[key], key
+    np.testing.assert_array_equal(loaded.predict_proba(Xb), pipe.predict_proba(Xb))
