@@ -36,6 +36,19 @@ class KillAfter(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillAtBatch(Callback):
+    """SIGKILL after the ``n``-th training batch of this process (mid-epoch)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.n -= 1
+            if self.n == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
 def kill_in_write(epoch):
     """Make the checkpoint write of ``epoch`` die after half of its bytes."""
     calls = {"n": 0}
@@ -57,10 +70,10 @@ def make_data():
     return make_toy_volumes(n_classes=3, n_per_class=8, box=8, random_state=0)
 
 
-def make_embedder(callbacks=()):
+def make_embedder(callbacks=(), max_epochs=MAX_EPOCHS):
     return Conv6Embedder(
         module__width=4,
-        max_epochs=MAX_EPOCHS,
+        max_epochs=max_epochs,
         batch_size=12,
         lr=0.01,
         random_state=0,
@@ -75,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--checkpoint")
     parser.add_argument("--kill-after", type=int)
     parser.add_argument("--kill-in-write", type=int)
+    parser.add_argument("--kill-at-batch", type=int)
+    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     callbacks = []
@@ -82,15 +97,24 @@ def main(argv=None):
         callbacks.append(AtomicCheckpoint(args.checkpoint))
     if args.kill_after:
         callbacks.append(KillAfter(args.kill_after))
+    if args.kill_at_batch:
+        callbacks.append(KillAtBatch(args.kill_at_batch))
     if args.kill_in_write:
         kill_in_write(args.kill_in_write)
     X, y = make_data()
-    emb = make_embedder(callbacks).fit(X, y)
+    emb = make_embedder(callbacks, args.max_epochs).fit(X, y)
     out = Path(args.out)
     np.save(out / "features.npy", emb.transform(X))
     (out / "loss.json").write_text(json.dumps(emb.history[:, "train_loss"]))
     resumed = callbacks[0].resumed_from_ if callbacks else 0
     (out / "resumed_from.txt").write_text(str(resumed))
+
+
+def _saved_epoch(ckpt):
+    try:
+        return _checkpoint.load_checkpoint(ckpt)["epoch"]
+    except FileNotFoundError:  # killed before the first epoch ended
+        return 0
 
 
 def run_stages(checkpoint, stages):
@@ -115,7 +139,7 @@ def run_stages(checkpoint, stages):
         report = {
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
             "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "epoch": _checkpoint.load_checkpoint(ckpt)["epoch"],
+            "epoch": _saved_epoch(ckpt),
             "temporaries": len(list(ckpt.glob(".*.tmp"))),
         }
         print(json.dumps(report), flush=True)

@@ -33,12 +33,17 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_sigkill_then_resume_gives_identical_model(tmp_path):
+def _import_worker():
     sys.path.insert(0, str(WORKER.parent))
     try:
-        import _train_worker as worker
+        import _train_worker
     finally:
         sys.path.pop(0)
+    return _train_worker
+
+
+def test_sigkill_then_resume_gives_identical_model(tmp_path):
+    worker = _import_worker()
     X, y = worker.make_data()
     uninterrupted = worker.make_embedder().fit(X, y)
     resumed, ckpt = tmp_path / "resumed", tmp_path / "ckpt"
@@ -69,6 +74,37 @@ def test_sigkill_then_resume_gives_identical_model(tmp_path):
     np.testing.assert_array_equal(a, b)
     loss = json.loads((resumed / "loss.json").read_text())
     assert loss == uninterrupted.history[:, "train_loss"]
+
+
+@pytest.mark.slow
+def test_soak_random_kills_then_resume(tmp_path):
+    """Kill training 30 times at random batches and random checkpoint writes."""
+    worker = _import_worker()
+    X, y = worker.make_data()
+    uninterrupted = worker.make_embedder(max_epochs=16).fit(X, y)
+    resumed, ckpt = tmp_path / "resumed", tmp_path / "ckpt"
+    resumed.mkdir()
+    rng = np.random.default_rng(0)
+    common = [str(resumed), "--checkpoint", str(ckpt), "--max-epochs", "16"]
+    stages = [  # 2 batches per epoch: batch kills land mid-epoch or at its end
+        [*common, "--kill-at-batch", str(rng.integers(1, 5))]
+        if rng.random() < 0.7
+        else [*common, "--kill-in-write", str(rng.integers(1, 3))]
+        for _ in range(30)
+    ]
+    done = _run("--stages", ckpt, json.dumps([*stages, common]))
+    assert done.returncode == 0, done.stderr
+    reports = [json.loads(line) for line in done.stdout.splitlines()]
+    kills = sum(r["signal"] == 9 for r in reports)
+    torn = sum(r["temporaries"] > 0 for r in reports)
+    epochs = [r["epoch"] for r in reports]
+    print(f"{kills} kills ({torn} in mid-write); epochs on disk: {epochs}")
+    assert kills >= 20 and torn >= 3
+    assert epochs == sorted(epochs)  # a kill never loses a saved epoch
+    assert reports[-1] == {"signal": 0, "exit": 0, "epoch": 16, "temporaries": 0}
+    np.testing.assert_array_equal(
+        uninterrupted.transform(X), np.load(resumed / "features.npy")
+    )
 
 
 @pytest.fixture(scope="module")
