@@ -385,7 +385,7 @@ def save_model(
     >>> bool((loaded.predict(X) == pipe.predict(X)).all()), meta["box_size"]
     (True, 8)
     """
-    from .io._write import atomic_output
+    from .io._write import _FILE_MODE, atomic_output
 
     path = Path(path)
     fmt = _format_of(path, format)
@@ -428,6 +428,7 @@ def save_model(
 
     with atomic_output(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(info)})
+        os.chmod(tmp, _FILE_MODE)  # safetensors recreates the file as 0600
     return path
 
 

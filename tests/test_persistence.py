@@ -243,3 +243,13 @@ def test_embedder_settings_are_restored(data, tmp_path):
         if key in emb.get_params():
             assert got[key] == emb.get_params()[key], key
     np.testing.assert_array_equal(loaded.predict_proba(Xb), pipe.predict_proba(Xb))
+
+
+def test_model_file_has_the_usual_permissions(models, tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = save_model(models[0], tmp_path / "m.safetensors")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
