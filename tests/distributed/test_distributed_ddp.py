@@ -53,6 +53,7 @@ def tiny_data():
     return make_toy_volumes(n_classes=3, n_per_class=16, box=8, random_state=0)
 
 
+@pytest.mark.slow
 def test_ddp_embedder_keeps_two_ranks_in_lockstep(run_ranks, tiny_data):
     X, y = tiny_data
     r0, r1 = run_ranks(fit_embedder, X, y)
@@ -84,3 +85,12 @@ def test_ddp_embedder_in_one_process_is_a_conv6embedder(tiny_data):
     assert back.ddp_module_ is None
     np.testing.assert_array_equal(back.transform(X), net.transform(X))
     assert "ddp_module_" not in net.get_params()
+
+
+@pytest.mark.parametrize("cls", [Conv6Embedder, DistributedConv6Embedder])
+def test_unfitted_embedders_survive_pickling(cls):
+    # Dask's scheduler and joblib's workers unpickle estimators before any fit
+    back = pickle.loads(pickle.dumps(cls(module__width=4, max_epochs=2)))
+    assert back.device == "auto"
+    assert back.get_params()["module__width"] == 4
+    assert back.get_params()["max_epochs"] == 2
