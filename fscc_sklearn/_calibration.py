@@ -235,10 +235,10 @@ def bayes_gaussian_parameters(support, y_idx, n_classes, stats, *, k, kappa, shr
     mu0 = stats.means[neighbours].mean(1)
     if isinstance(kappa, str):
         kappa = empirical_kappa(m, mu0, counts, stats, neighbours)[:, None]
-    if np.isinf(kappa).all():
-        means = mu0
-    else:
-        means = (kappa * mu0 + counts[:, None] * m) / (kappa + counts[:, None])
+    with np.errstate(invalid="ignore"):
+        # weight of the prior, written to stay finite for huge or infinite kappa
+        prior = np.where(np.isinf(kappa), 1.0, kappa / (kappa + counts[:, None]))
+    means = prior * mu0 + (1 - prior) * m
     weights = np.bincount(neighbours.ravel(), minlength=len(stats.classes))
     weights = weights / weights.sum()
     if shrinkage == 1:
@@ -264,7 +264,8 @@ def empirical_kappa(support_means, prior_means, counts, stats, neighbours):
     d = support_means.shape[1]
     s2 = np.trace(stats.covariances[neighbours].mean(1), axis1=1, axis2=2) / d
     spread = ((support_means - prior_means) ** 2).sum(1) / d - s2 / counts
-    t2 = np.maximum(spread, np.finfo(float).tiny)
+    # a class sitting on its prior gets a strong but finite pull
+    t2 = np.maximum(spread, 1e-12 * np.maximum(s2, np.finfo(float).tiny))
     return 0.5 * s2 / t2
 
 

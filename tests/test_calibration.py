@@ -384,3 +384,23 @@ def test_adapt_and_episodes_work_with_the_default():
     res = evaluate_episodes(clf, X[y >= 4], y[y >= 4], n_way=3, k_shot=1, n_query=5,
                             n_episodes=5, random_state=0)  # fmt: skip
     assert res.accuracies.shape == (5,) and res.mean > 0.6
+
+
+def test_auto_kappa_fades_with_distance_and_stays_finite_on_a_base_mean():
+    X, y = make_base(n_classes=4, d=6, seed=5)
+    base = CalibratedFewShotClassifier().fit(X, y)
+    stats = base.base_statistics_
+    near = stats.means[0] ** 2  # a support feature exactly on a base mean
+    far = (stats.means[0] + 5.0) ** 2
+    clf = CalibratedFewShotClassifier(base=base, k=1)
+    clf.fit(np.stack([near, far]), ["near", "far"])
+    assert np.isfinite(clf.coef_).all() and np.isfinite(clf.intercept_).all()
+    Z = np.sqrt(np.stack([near, far]))
+    means, _ = bayes_gaussian_parameters(
+        Z, np.array([1, 0]), 2, stats, k=1, kappa="auto", shrinkage=1.0
+    )
+    # "near" is pulled onto its base mean, "far" hardly moves
+    np.testing.assert_allclose(means[1], stats.means[0])
+    far_prior = stats.means[np.argmin(((stats.means - Z[1]) ** 2).sum(1))]
+    moved = np.linalg.norm(means[0] - Z[1]) / np.linalg.norm(far_prior - Z[1])
+    assert moved < 0.05
