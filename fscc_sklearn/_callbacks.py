@@ -1,0 +1,158 @@
+"""skorch callbacks for pre-training: LR schedule, episodic model selection."""
+
+import copy
+import math
+
+import numpy as np
+from skorch.callbacks import Callback
+
+from .model_selection import sample_episode
+
+
+class WarmupCosineLR(Callback):
+    """Linear warm-up, then cosine decay to zero, updated after every batch.
+
+    The rate of step ``t`` of ``T`` (all batches of all epochs) is
+    ``lr * t / w`` during the ``w`` warm-up steps and
+    ``lr * (1 + cos(pi * (t - w) / (T - w))) / 2`` afterwards, where ``lr`` is
+    the net's ``lr``. The per-epoch rate is recorded in the history as ``lr``.
+
+    Parameters
+    ----------
+    warmup_epochs : float, default=1.0
+        Length of the warm-up in epochs (0 starts at the full rate).
+    """
+
+    def __init__(self, warmup_epochs=1.0):
+        self.warmup_epochs = warmup_epochs
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if not self.warmup_epochs >= 0:
+            raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs!r}.")
+        steps = len(net.get_iterator(net.get_dataset(X, y), training=True))
+        self.total_ = max(1, steps * net.max_epochs)
+        self.warmup_ = min(self.total_ - 1, round(self.warmup_epochs * steps))
+        self.step_ = 0
+        self._set(net)
+
+    def _set(self, net):
+        t, w, total = self.step_, self.warmup_, self.total_
+        if t < w:
+            factor = (t + 1) / (w + 1)
+        else:
+            factor = 0.5 * (1 + math.cos(math.pi * (t - w) / max(1, total - w)))
+        for group in net.optimizer_.param_groups:
+            group["lr"] = net.lr * factor
+
+    def on_epoch_begin(self, net, **kwargs):
+        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.step_ += 1
+            self._set(net)
+
+
+class EpisodicValidation(Callback):
+    """Few-shot accuracy on held-out base classes after every epoch; keep the best.
+
+    Model selection by what matters for transfer: after each epoch the
+    validation subtomograms (of classes *not* in the training data) are
+    embedded with :meth:`transform`, and ``n_episodes`` nearest-prototype
+    episodes (cosine) are scored on the features. The mean accuracy is
+    recorded as ``valid_episodic_acc`` (and ``valid_episodic_acc_best``).
+    When training ends, the weights of the best epoch are restored (and
+    BatchNorm statistics recomputed on the training data).
+
+    Parameters
+    ----------
+    X_val : array-like of shape (n_samples, D, H, W)
+        Subtomograms of held-out base classes.
+    y_val : array-like of shape (n_samples,)
+        Their labels; at least 2 classes with ``k_shot + n_query`` samples each.
+    n_way : int, default=5
+        Classes per episode (capped at the number of validation classes).
+    k_shot : int, default=1
+    n_query : int, default=15
+    n_episodes : int, default=200
+    random_state : int, default=0
+        Seed of the episodes (the same episodes every epoch).
+    restore_best : bool, default=True
+        Restore the weights of the best epoch when training ends.
+    """
+
+    def __init__(
+        self,
+        X_val,
+        y_val,
+        *,
+        n_way=5,
+        k_shot=1,
+        n_query=15,
+        n_episodes=200,
+        random_state=0,
+        restore_best=True,
+    ):
+        self.X_val = X_val
+        self.y_val = y_val
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.n_episodes = n_episodes
+        self.random_state = random_state
+        self.restore_best = restore_best
+
+    def on_train_begin(self, net, **kwargs):
+        y = np.asarray(self.y_val)
+        if len(y) != len(self.X_val):
+            raise ValueError(
+                f"X_val and y_val differ in length: {len(self.X_val)} and {len(y)}."
+            )
+        n_way = min(self.n_way, len(np.unique(y)))
+        if n_way < 2:
+            raise ValueError("EpisodicValidation needs at least 2 validation classes.")
+        rng = np.random.default_rng(self.random_state)
+        self.episodes_ = [
+            sample_episode(
+                y, n_way, self.k_shot, self.n_query, int(rng.integers(2**31 - 1))
+            )
+            for _ in range(self.n_episodes)
+        ]
+        self.best_score_ = -np.inf
+        self.best_epoch_ = None
+        self.best_state_ = None
+
+    def score(self, features):
+        """Mean nearest-prototype (cosine) accuracy of the episodes on ``features``."""
+        y = np.asarray(self.y_val)
+        z = features / np.maximum(
+            np.linalg.norm(features, axis=1, keepdims=True), 1e-12
+        )
+        accs = []
+        for support, query in self.episodes_:
+            classes = np.unique(y[support])
+            protos = np.stack([z[support][y[support] == c].mean(0) for c in classes])
+            pred = classes[np.argmax(z[query] @ protos.T, axis=1)]
+            accs.append(np.mean(pred == y[query]))
+        return float(np.mean(accs))
+
+    def on_epoch_end(self, net, **kwargs):
+        acc = self.score(net.transform(self.X_val))
+        net.history.record("valid_episodic_acc", acc)
+        best = acc > self.best_score_
+        net.history.record("valid_episodic_acc_best", bool(best))
+        if best:
+            self.best_score_ = acc
+            self.best_epoch_ = len(net.history)
+            if self.restore_best:
+                self.best_state_ = copy.deepcopy(net.module_.state_dict())
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if not self.restore_best or self.best_state_ is None:
+            return
+        if self.best_epoch_ == len(net.history):
+            return  # the last epoch is the best: nothing to restore
+        net.module_.load_state_dict(self.best_state_)
+        precise_bn = dict(net.callbacks_).get("precise_bn")
+        if precise_bn is not None:
+            precise_bn.on_train_end(net, X=X, y=y)
