@@ -12,6 +12,7 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ._callbacks import WarmupCosineLR
 from ._runtime import PageReleaser, progress
 from ._validation import (
     check_class_counts,
@@ -20,6 +21,7 @@ from ._validation import (
     raise_non_finite,
 )
 from .nn import CESupConLoss, ClassBalancedBatchSampler, Conv6, fuse_for_inference
+from .nn._augment import WedgeSafeAugment
 
 # CPU forward passes run on slices of this many subtomograms: the activations of
 # the first block (8 MB per 32^3 subtomogram at width 64) then stay in cache and
@@ -126,6 +128,19 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         Report the progress of :meth:`transform`: True shows a tqdm bar when
         stderr is a terminal (and tqdm is installed); a callable is called as
         ``progress(n_done, n_total)`` after every batch.
+    augment : None, "flip_shift" or callable, default=None
+        Augmentation of the training batches. ``"flip_shift"`` is
+        :class:`~fscc_sklearn.nn.WedgeSafeAugment` with its defaults (random
+        flips along x, y, z and circular shifts of up to 2 voxels, which keep
+        the missing wedge in place); a callable is called as
+        ``augment(X_batch, generator)`` and returns the augmented batch.
+        Draws are seeded by ``random_state``.
+    lr_schedule : None or "cosine", default=None
+        ``"cosine"``: linear warm-up over ``warmup_epochs``, then cosine decay
+        to 0 at the last epoch (callback ``lr_schedule``, see
+        :class:`~fscc_sklearn.WarmupCosineLR`). None keeps ``lr`` constant.
+    warmup_epochs : float, default=1.0
+        Warm-up length of ``lr_schedule="cosine"``.
 
     Attributes
     ----------
@@ -174,6 +189,9 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         channels_last=True,
         amp=False,
         progress=False,
+        augment=None,
+        lr_schedule=None,
+        warmup_epochs=1.0,
         **kwargs,
     ):
         super().__init__(
@@ -194,6 +212,9 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         self.channels_last = channels_last
         self.amp = amp
         self.progress = progress
+        self.augment = augment
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
 
     @property
     def _default_callbacks(self):
@@ -201,6 +222,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("train_acc", _TrainAccuracy()),
+            ("lr_schedule", _ScheduleSwitch()),
             ("precise_bn", PreciseBatchNorm()),
             ("print_log", PrintLog()),
         ]
@@ -227,6 +249,28 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             self.module_ = self.module_.to(memory_format=torch.channels_last_3d)
         self.__dict__.pop("_inference_cache_", None)
         return self
+
+    def _augmenter(self):
+        if self.augment is None:
+            return None
+        if self.augment == "flip_shift":
+            return WedgeSafeAugment()
+        if callable(self.augment):
+            return self.augment
+        raise ValueError(
+            f'augment must be None, "flip_shift" or a callable; got {self.augment!r}.'
+        )
+
+    def train_step_single(self, batch, **fit_params):
+        augment = self._augmenter()
+        if augment is not None:
+            Xi, yi = batch
+            seed = int(self.sampler_rng_.integers(2**63 - 1))
+            Xi = augment(
+                to_tensor(Xi, device=self.device), torch.Generator().manual_seed(seed)
+            )
+            batch = (Xi, yi)
+        return super().train_step_single(batch, **fit_params)
 
     def _check_speed_params(self):
         for name in ("channels_last", "amp"):
@@ -300,6 +344,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 f"Pre-training needs at least 2 base classes; got {len(self.classes_)}."
             )
         check_class_counts(y, minimum=2, what="Supervised contrastive pre-training")
+        self._augmenter()  # validates augment
+        if self.lr_schedule not in (None, "cosine"):
+            raise ValueError(
+                f'lr_schedule must be None or "cosine"; got {self.lr_schedule!r}.'
+            )
         self.input_shape_ = X.shape[1:]
         return super().fit(X, y_idx.astype(np.int64), **fit_params)
 
@@ -392,6 +441,27 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+class _ScheduleSwitch(WarmupCosineLR):
+    """:class:`WarmupCosineLR` driven by the embedder's ``lr_schedule`` params."""
+
+    def __init__(self):
+        super().__init__()
+
+    def on_train_begin(self, net, **kwargs):
+        self.active_ = net.lr_schedule == "cosine"
+        if self.active_:
+            self.warmup_epochs = net.warmup_epochs
+            super().on_train_begin(net, **kwargs)
+
+    def on_epoch_begin(self, net, **kwargs):
+        if self.active_:
+            super().on_epoch_begin(net, **kwargs)
+
+    def on_batch_end(self, net, **kwargs):
+        if self.active_:
+            super().on_batch_end(net, **kwargs)
 
 
 def _dataset_labels(dataset):

@@ -33,6 +33,12 @@ class Conv6(nn.Module):
         Side of the cubic input box.
     n_pool : int, default=4
         Number of leading blocks that pool.
+    proj_dim : int or None, default=None
+        If given, ``forward`` returns the output of a projection head
+        (Linear -> ReLU -> Linear to ``proj_dim``) instead of the features as its
+        second element, for the contrastive loss; the features that transfer
+        are still taken before the head (``forward_head(..., pre_logits=True)``),
+        as in Khosla et al. (2020).
 
     Attributes
     ----------
@@ -48,7 +54,16 @@ class Conv6(nn.Module):
     ((2, 3), (2, 4), 4)
     """
 
-    def __init__(self, n_classes, *, in_chans=1, width=64, volume_size=32, n_pool=4):
+    def __init__(
+        self,
+        n_classes,
+        *,
+        in_chans=1,
+        width=64,
+        volume_size=32,
+        n_pool=4,
+        proj_dim=None,
+    ):
         super().__init__()
         blocks, side, chans = [], volume_size, in_chans
         for i in range(6):
@@ -66,6 +81,13 @@ class Conv6(nn.Module):
         self.volume_size = volume_size
         self.num_features = width * side**3
         self.fc = nn.Linear(self.num_features, n_classes)
+        self.proj = None
+        if proj_dim is not None:
+            self.proj = nn.Sequential(
+                nn.Linear(self.num_features, self.num_features),
+                nn.ReLU(inplace=True),
+                nn.Linear(self.num_features, proj_dim),
+            )
 
     def forward_features(self, x):
         """Feature maps ``(N, width, s, s, s)`` of a batch ``(N, C, D, H, W)``."""
@@ -78,4 +100,4 @@ class Conv6(nn.Module):
 
     def forward(self, x):
         feats = self.forward_head(self.forward_features(x), pre_logits=True)
-        return self.fc(feats), feats
+        return self.fc(feats), feats if self.proj is None else self.proj(feats)
