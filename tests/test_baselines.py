@@ -8,12 +8,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fscc_sklearn import adapt, evaluate_episodes
-from fscc_sklearn._baselines import (
+from fscc_sklearn import (
     BaselineClassifier,
     BaselinePlusPlusClassifier,
     PrototypeClassifier,
     TukeyLogisticRegression,
+    adapt,
+    evaluate_episodes,
 )
 
 EXPECTED_FAILED = {
