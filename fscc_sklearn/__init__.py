@@ -7,6 +7,7 @@ from ._baselines import (
     TukeyLogisticRegression,
 )
 from ._calibration import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
+from ._checkpoint import AtomicCheckpoint, load_checkpoint
 from ._embedder import Conv6Embedder
 from ._persistence import load_model, save_model
 from .model_selection import (
@@ -20,6 +21,7 @@ from .model_selection import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AtomicCheckpoint",
     "BaseStatistics",
     "BaselineClassifier",
     "BaselinePlusPlusClassifier",
@@ -30,6 +32,7 @@ __all__ = [
     "TukeyLogisticRegression",
     "adapt",
     "evaluate_episodes",
+    "load_checkpoint",
     "load_model",
     "make_episodic_scorer",
     "sample_episode",

@@ -1,5 +1,6 @@
 """Few-shot adaptation, N-way K-shot episodes and an episodic scorer for model selection."""
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,22 @@ def adapt(estimator, X, y):
     return Pipeline([*steps, (name, few_shot_clone(last))]).fit(X, y)
 
 
+def _check_count(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+
+
+def _check_labels(y, n_samples=None):
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-dimensional (n_samples,); got shape {y.shape}.")
+    if n_samples is not None and len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(y)}.")
+    return y
+
+
 def sample_episode(y, n_way, k_shot, n_query, random_state=None):
     """Indices of the support and query sets of one N-way K-shot episode.
 
@@ -64,7 +81,10 @@ def sample_episode(y, n_way, k_shot, n_query, random_state=None):
         ``n_way * k_shot`` and ``n_way * n_query`` indices into ``y``.
     """
     rng = check_random_state(random_state)
-    y = np.asarray(y)
+    y = _check_labels(y)
+    _check_count(n_way, "n_way", minimum=1)
+    _check_count(k_shot, "k_shot", minimum=1)
+    _check_count(n_query, "n_query", minimum=1)
     classes, counts = np.unique(y, return_counts=True)
     eligible = classes[counts >= k_shot + n_query]
     if len(eligible) < n_way:
@@ -141,9 +161,10 @@ def evaluate_episodes(
     -------
     EpisodeResult
     """
+    _check_count(n_episodes, "n_episodes", minimum=1)
+    y = _check_labels(y, n_samples=len(X))
     rng = check_random_state(random_state)
     seeds = rng.randint(0, 2**31 - 1, size=n_episodes)
-    y = np.asarray(y)
     F, classifier = _split_features(estimator, X)
     accs = Parallel(n_jobs=n_jobs)(
         delayed(_run_episode)(classifier, F, y, seed, n_way, k_shot, n_query)

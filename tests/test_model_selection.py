@@ -142,3 +142,28 @@ def test_adapt_rejects_novel_class_without_samples(fitted_pipeline, toy_data):
     _, _, X_novel, _ = toy_data
     with pytest.raises(ValueError, match="no subtomograms"):
         adapt(fitted_pipeline, X_novel[:0], np.array([]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(n_way=0), "n_way must be >= 1; got 0"),
+        (dict(k_shot=-1), "k_shot must be >= 1; got -1"),
+        (dict(n_query=0), "n_query must be >= 1; got 0"),
+        (dict(n_way=2.5), "n_way must be an integer; got 2.5"),
+    ],
+)
+def test_sample_episode_rejects_bad_counts(kwargs, match):
+    args = {"n_way": 2, "k_shot": 1, "n_query": 1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        sample_episode(np.repeat(np.arange(5), 6), random_state=0, **args)
+
+
+def test_episode_inputs_are_checked():
+    with pytest.raises(ValueError, match="1-dimensional"):
+        sample_episode(np.zeros((6, 2)), 1, 1, 1)
+    clf = CalibratedFewShotClassifier().fit(np.eye(4).repeat(2, 0), np.arange(4).repeat(2))
+    with pytest.raises(ValueError, match="n_episodes must be >= 1; got 0"):
+        evaluate_episodes(clf, np.ones((8, 4)), np.arange(8), n_episodes=0)
+    with pytest.raises(ValueError, match="X has 8 samples but y has 7"):
+        evaluate_episodes(clf, np.ones((8, 4)), np.arange(7))
