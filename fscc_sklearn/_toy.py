@@ -1,4 +1,4 @@
-"""Tiny synthetic subtomograms of blob-shaped 'particles', for tests and quick checks."""
+"""Tiny synthetic subtomograms of blob-shaped particles, for tests and checks."""
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -29,6 +29,9 @@ def make_toy_volumes(
             shifted = centres + rng.uniform(-1, 1, size=3)
             amps = rng.uniform(0.7, 1.3, size=n_blobs)
             d2 = ((grid[None] - shifted[:, None, None, None]) ** 2).sum(-1)
-            vol = (amps[:, None, None, None] * np.exp(-d2 / (2 * widths[:, None, None, None] ** 2))).sum(0)
+            vol = (
+                amps[:, None, None, None]
+                * np.exp(-d2 / (2 * widths[:, None, None, None] ** 2))
+            ).sum(0)
             X[i] = vol + noise * rng.standard_normal(vol.shape)
     return X, y

@@ -1,4 +1,4 @@
-"""Few-shot adaptation, N-way K-shot episodes and an episodic scorer for model selection."""
+"""Few-shot adaptation, N-way K-shot episodes and an episodic scorer."""
 
 import numbers
 from dataclasses import dataclass
@@ -95,7 +95,9 @@ def sample_episode(y, n_way, k_shot, n_query, random_state=None):
         )
     support, query = [], []
     for c in rng.choice(eligible, size=n_way, replace=False):
-        picked = rng.choice(np.flatnonzero(y == c), size=k_shot + n_query, replace=False)
+        picked = rng.choice(
+            np.flatnonzero(y == c), size=k_shot + n_query, replace=False
+        )
         support.append(picked[:k_shot])
         query.append(picked[k_shot:])
     return np.concatenate(support), np.concatenate(query)

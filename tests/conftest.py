@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
@@ -20,8 +19,9 @@ def tiny_embedder_factory():
 @pytest.fixture(scope="session")
 def toy_data():
     """10 toy classes of 16^3 volumes: 0-5 are base classes, 6-9 novel."""
-    X, y = make_toy_volumes(n_classes=10, n_per_class=30, box=16, noise=0.8,
-                            random_state=0)
+    X, y = make_toy_volumes(
+        n_classes=10, n_per_class=30, box=16, noise=0.8, random_state=0
+    )
     base = y < 6
     return X[base], y[base], X[~base], y[~base]
 
@@ -29,8 +29,10 @@ def toy_data():
 @pytest.fixture(scope="session")
 def fitted_pipeline(toy_data):
     X_base, y_base, _, _ = toy_data
-    pipe = Pipeline([
-        ("embed", tiny_embedder(max_epochs=8, lr=0.01, module__width=16)),
-        ("clf", CalibratedFewShotClassifier(n_samples=100, random_state=0)),
-    ])
+    pipe = Pipeline(
+        [
+            ("embed", tiny_embedder(max_epochs=8, lr=0.01, module__width=16)),
+            ("clf", CalibratedFewShotClassifier(n_samples=100, random_state=0)),
+        ]
+    )
     return pipe.fit(X_base, y_base)

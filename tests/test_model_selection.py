@@ -50,8 +50,11 @@ def test_adapt_freezes_embedder_and_predicts_novel_classes(fitted_pipeline, toy_
     _, _, X_novel, y_novel = toy_data
     rng = np.random.default_rng(0)
     support = np.concatenate(
-        [rng.choice(np.flatnonzero(y_novel == c), 5, replace=False)
-         for c in np.unique(y_novel)])
+        [
+            rng.choice(np.flatnonzero(y_novel == c), 5, replace=False)
+            for c in np.unique(y_novel)
+        ]
+    )
     query = np.setdiff1d(np.arange(len(y_novel)), support)
     weights = fitted_pipeline["embed"].module_.fc.weight.detach().clone()
     novel = adapt(fitted_pipeline, X_novel[support], y_novel[support])
@@ -71,8 +74,17 @@ def test_evaluate_episodes_reports_ci_and_is_independent_of_n_jobs(
 ):
     _, _, X_novel, y_novel = toy_data
     runs = [
-        evaluate_episodes(fitted_pipeline, X_novel, y_novel, n_way=4, k_shot=1,
-                          n_query=5, n_episodes=8, random_state=3, n_jobs=n_jobs)
+        evaluate_episodes(
+            fitted_pipeline,
+            X_novel,
+            y_novel,
+            n_way=4,
+            k_shot=1,
+            n_query=5,
+            n_episodes=8,
+            random_state=3,
+            n_jobs=n_jobs,
+        )
         for n_jobs in (1, 2)
     ]
     np.testing.assert_array_equal(runs[0].accuracies, runs[1].accuracies)
@@ -96,8 +108,10 @@ def test_grid_search_over_lambda_and_k_with_class_disjoint_folds(
 ):
     X, y, _, _ = toy_data
     pipe = Pipeline(
-        [("embed", tiny_embedder(max_epochs=2, batch_size=24)),
-         ("clf", CalibratedFewShotClassifier(n_samples=50, random_state=0))],
+        [
+            ("embed", tiny_embedder(max_epochs=2, batch_size=24)),
+            ("clf", CalibratedFewShotClassifier(n_samples=50, random_state=0)),
+        ],
         memory=str(tmp_path / "cache"),
     )
     search = GridSearchCV(
@@ -119,15 +133,17 @@ def test_joblib_round_trip_of_base_and_adapted_pipelines(
     fitted_pipeline, toy_data, tmp_path
 ):
     _, _, X_novel, y_novel = toy_data
-    support = np.concatenate([np.flatnonzero(y_novel == c)[:2]
-                              for c in np.unique(y_novel)])
+    support = np.concatenate(
+        [np.flatnonzero(y_novel == c)[:2] for c in np.unique(y_novel)]
+    )
     novel = adapt(fitted_pipeline, X_novel[support], y_novel[support])
     for name, model in (("base", fitted_pipeline), ("novel", novel)):
         path = tmp_path / f"{name}.joblib"
         joblib.dump(model, path)
         loaded = joblib.load(path)
-        np.testing.assert_array_equal(loaded.predict_proba(X_novel),
-                                      model.predict_proba(X_novel))
+        np.testing.assert_array_equal(
+            loaded.predict_proba(X_novel), model.predict_proba(X_novel)
+        )
 
 
 def test_adapt_requires_fitted_model(toy_data):
@@ -162,7 +178,9 @@ def test_sample_episode_rejects_bad_counts(kwargs, match):
 def test_episode_inputs_are_checked():
     with pytest.raises(ValueError, match="1-dimensional"):
         sample_episode(np.zeros((6, 2)), 1, 1, 1)
-    clf = CalibratedFewShotClassifier().fit(np.eye(4).repeat(2, 0), np.arange(4).repeat(2))
+    clf = CalibratedFewShotClassifier().fit(
+        np.eye(4).repeat(2, 0), np.arange(4).repeat(2)
+    )
     with pytest.raises(ValueError, match="n_episodes must be >= 1; got 0"):
         evaluate_episodes(clf, np.ones((8, 4)), np.arange(8), n_episodes=0)
     with pytest.raises(ValueError, match="X has 8 samples but y has 7"):

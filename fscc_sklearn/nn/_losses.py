@@ -11,7 +11,8 @@ class SupConLoss(nn.Module):
     For a batch of features ``f_i`` with labels ``y_i``, the features are
     L2-normalised to ``z_i`` and
 
-    ``loss = mean_{i in A} [ -1/|P(i)| sum_{p in P(i)} log softmax_{k != i}(z_i.z_k/t)_p ]``
+    ``loss = mean_{i in A} -1/|P(i)| sum_{p in P(i)} log s_ip``, with
+    ``s_ip = exp(z_i.z_p/t) / sum_{k != i} exp(z_i.z_k/t)``,
 
     where ``P(i)`` are the other samples with label ``y_i`` and ``A`` the anchors
     with at least one positive. Anchors without a positive in the batch are left

@@ -11,8 +11,9 @@ class ClassBalancedBatchSampler(Sampler):
     anchor of the supervised contrastive loss has positives. Within a class the
     samples are drawn without replacement from a random permutation, refilled
     when exhausted (so every sample is used equally often and a batch repeats a
-    sample only when its class is smaller than ``batch_size // n_classes``); an epoch has ``max(1, n_samples // batch)`` batches,
-    where ``batch`` is the balanced batch size actually used.
+    sample only when its class is smaller than ``batch_size // n_classes``). An
+    epoch has ``max(1, n_samples // batch)`` batches, where ``batch`` is the
+    balanced batch size actually used.
 
     Parameters
     ----------

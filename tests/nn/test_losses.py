@@ -17,7 +17,9 @@ def supcon_by_loops(features, labels, temperature):
         if not positives:
             continue
         denom = sum(math.exp(z[i] @ z[k] / temperature) for k in range(m) if k != i)
-        terms = [math.log(math.exp(z[i] @ z[j] / temperature) / denom) for j in positives]
+        terms = [
+            math.log(math.exp(z[i] @ z[j] / temperature) / denom) for j in positives
+        ]
         per_anchor.append(-sum(terms) / len(positives))
     return sum(per_anchor) / len(per_anchor)
 

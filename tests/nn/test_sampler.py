@@ -31,5 +31,7 @@ def test_sampler_is_seeded():
 
 
 def test_sampler_needs_two_per_class():
-    with pytest.raises(ValueError, match="batch_size=5 cannot hold 2 samples of each of 3"):
+    with pytest.raises(
+        ValueError, match="batch_size=5 cannot hold 2 samples of each of 3"
+    ):
         ClassBalancedBatchSampler(np.repeat([0, 1, 2], 5), batch_size=5)
