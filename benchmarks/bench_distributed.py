@@ -260,6 +260,12 @@ def markdown(r) -> str:
             f"{'-' if ov is None else f'{ov:.1f} ms'} |"
         )
     cl = [x for x in r["runs"] if x["workers"]]
+    speed = {x["workers"]: x["particles_per_s"] for x in cl}
+    speed["local1"] = next(
+        x["particles_per_s"]
+        for x in r["runs"]
+        if not x["workers"] and x["torch_threads"] == 1
+    )
     lines += [
         "",
         "Overhead per chunk: time per chunk of a model that does no work, one "
@@ -271,6 +277,13 @@ def markdown(r) -> str:
         + ". Features on the cluster equal the local ones: "
         + ", ".join(str(x["features_match_local"]) for x in cl)
         + ".",
+        "",
+        f"2 workers vs 1: {speed[2] / speed[1]:.2f}x; 2 workers vs this process with "
+        f"1 torch thread: {speed[2] / speed['local1']:.2f}x. With "
+        f"{m['cpu_count']} cores and a load average of "
+        f"{r['load_average_before'][0]:.0f}, the cores are already busy, so a "
+        "second worker process cannot add speed here. The scaling on free "
+        "cores was not measured on this machine.",
         "",
     ]
     return "\n".join(lines)
