@@ -256,17 +256,18 @@ def empirical_kappa(support_means, prior_means, counts, stats, neighbours):
     covariances) and a class mean spread ``t2`` around its prior mean, the
     posterior weighs the prior by ``kappa = s2 / t2``. ``t2`` is estimated from
     the support mean's distance to the prior mean, ``|m - mu0|^2 / d - s2 / K``
-    (floored at a tiny value), so the prior fades for classes far from every
-    base class. Half that strength is returned: the distance is taken to the
-    *nearest* base means, which understates ``t2``, and half measured best
-    (see docs/calibration.md).
+    (floored), so the prior fades for classes far from every base class.
+    Returned: ``s2 / (2 K t2)``, a prior weight ``kappa / (kappa + K)`` that
+    also fades as ``1 / K^2`` with shots: the distance is taken to the
+    *nearest* base means, which understates ``t2``, and this damping measured
+    best on simulated subtomograms (docs/calibration.md).
     """
     d = support_means.shape[1]
     s2 = np.trace(stats.covariances[neighbours].mean(1), axis1=1, axis2=2) / d
     spread = ((support_means - prior_means) ** 2).sum(1) / d - s2 / counts
     # a class sitting on its prior gets a strong but finite pull
     t2 = np.maximum(spread, 1e-12 * np.maximum(s2, np.finfo(float).tiny))
-    return 0.5 * s2 / t2
+    return s2 / (2 * counts * t2)
 
 
 def shrink_to_identity(cov: np.ndarray, shrinkage: float) -> np.ndarray:
