@@ -218,7 +218,8 @@ def bayes_gaussian_parameters(support, y_idx, n_classes, stats, *, k, kappa, shr
     Each novel class ``c`` with ``K_c`` support features (mean ``m_c``) takes as
     prior the mean ``mu0_c`` and the OAS-shrunk covariance ``S0_c`` of the
     ``k`` base classes nearest to ``m_c``; its mean is the normal-prior
-    posterior mean ``(kappa * mu0_c + K_c * m_c) / (kappa + K_c)``. The shared
+    posterior mean ``(kappa * mu0_c + K_c * m_c) / (kappa + K_c)``, with
+    ``kappa="auto"`` estimated per class by :func:`empirical_kappa`. The shared
     covariance is the average of the ``S0_c``, shrunk towards a multiple of the
     identity: ``(1 - shrinkage) * S + shrinkage * trace(S) / d * I``.
 
