@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 NAMES = {"shrec19": "SHREC'19-like", "shrec21": "SHREC'21-like"}
 PAPER_SNR = {"shrec19": 0.02, "shrec21": 0.05}
 LAM0 = 0.05
@@ -116,6 +118,32 @@ def render_markdown(report: dict) -> str:
             f"## Table 2: FSCC vs Baseline and Baseline++ (lambda {LAM0}; {snrs})",
             "",
             _table(header, rows),
+        ]
+
+    # paired differences: every method saw the same episodes
+    for d in datasets:
+        run = _find(report, d, PAPER_SNR[d], LAM0)
+        ref = "FSCC (paper recipe)"
+        if ref not in run["results"]["5"]:
+            continue
+        rows = []
+        for m in run["results"]["5"]:
+            if m == ref:
+                continue
+            row = [m]
+            for k in ("5", "1"):
+                a = np.asarray(run["results"][k][ref]["accuracies"])
+                b = np.asarray(run["results"][k][m]["accuracies"])
+                diff = 100 * (a - b)
+                ci = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+                row.append(f"{diff.mean():+.1f} ± {ci:.1f}")
+            rows.append(row)
+        out += [
+            "",
+            f"Paired differences on {NAMES[d]}: FSCC (paper recipe) minus each "
+            "method, per episode (same episodes), mean ± 95% CI in points:",
+            "",
+            _table(["method", "5w5s", "5w1s"], rows),
         ]
 
     # Table 3: per-class F1
@@ -383,14 +411,40 @@ def render_markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _errorbars(ax, pts, **kwargs):
+    """``pts``: list of (x, result dict) -> error bars of accuracy in %."""
+    ax.errorbar(
+        [p[0] for p in pts],
+        [100 * p[1]["mean"] for p in pts],
+        yerr=[100 * p[1]["ci95"] for p in pts],
+        marker="o",
+        capsize=3,
+        **kwargs,
+    )
+
+
 def save_plot(report: dict, path) -> None:
-    """Accuracy vs SNR and vs lambda (SHREC'19-like), with 95% CI bars."""
+    """Accuracy vs shots per dataset, vs SNR and vs lambda, with 95% CI bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cfg = report["config"]
+    methods = [
+        "FSCC (paper recipe)",
+        "FSCC (library default)",
+        "Baseline",
+        "Baseline++",
+        "Baseline, 10K labelled",
+        "Prototype",
+        "Tukey LR",
+    ]
+    mains = [
+        (d, r)
+        for d in ("shrec19", "shrec21")
+        if (r := _find(report, d, PAPER_SNR[d], LAM0)) is not None
+    ]
     snr_runs = sorted(
         (
             r
@@ -411,55 +465,50 @@ def save_plot(report: dict, path) -> None:
         ),
         key=lambda r: r["job"]["lam"],
     )
-    methods = ["FSCC (paper recipe)", "Baseline", "Baseline++", "Prototype", "Tukey LR"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    for ax, k in zip(axes[:2], (1, 5), strict=True):
-        for m in methods:
-            pts = [
-                (r["job"]["snr"], r["results"][str(k)][m])
-                for r in snr_runs
-                if m in r["results"][str(k)]
-            ]
-            if not pts:
-                continue
-            x = [p[0] for p in pts]
-            ax.errorbar(
-                x,
-                [100 * p[1]["mean"] for p in pts],
-                yerr=[100 * p[1]["ci95"] for p in pts],
-                marker="o",
-                capsize=3,
-                label=m,
-            )
-        ax.axhline(20, color="grey", ls=":", lw=1, label="chance (5-way)")
-        ax.set_xscale("log")
-        ax.set_xlabel("SNR")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"SHREC'19-like, 5-way {k}-shot, lambda {LAM0}")
-    axes[0].legend(fontsize=8)
-    ax = axes[2]
-    for k, style in ((5, "-"), (1, "--")):
-        pts = [
-            (r["job"]["lam"], r["results"][str(k)]["FSCC (paper recipe)"])
-            for r in lam_runs
-            if "FSCC (paper recipe)" in r["results"][str(k)]
-        ]
-        if pts:
-            ax.errorbar(
-                [p[0] for p in pts],
-                [100 * p[1]["mean"] for p in pts],
-                yerr=[100 * p[1]["ci95"] for p in pts],
-                marker="o",
-                ls=style,
-                capsize=3,
-                label=f"FSCC 5-way {k}-shot",
-            )
-    ax.set_xlabel("lambda (SupCon weight)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("SHREC'19-like, SNR 0.02")
-    ax.legend(fontsize=8)
+    panels = [("shots", d, r) for d, r in mains]
+    panels += [("snr", k, None) for k in (1, 5)] if len(snr_runs) > 1 else []
+    panels += [("lambda", None, None)] if len(lam_runs) > 1 else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4))
+    axes = np.atleast_1d(axes)
+    for ax, (kind, arg, run) in zip(axes, panels, strict=True):
+        if kind == "shots":
+            for j, m in enumerate(methods):
+                if m in run["results"]["5"]:
+                    pts = [
+                        (k + 0.06 * (j - 3), run["results"][str(k)][m]) for k in (1, 5)
+                    ]
+                    _errorbars(ax, pts, label=m)
+            ax.set_xticks([1, 5])
+            ax.set_xlabel("shots (labelled per class; 10K rows get 10x)")
+            snr = PAPER_SNR[arg]
+            ax.set_title(f"{NAMES[arg]}, SNR {snr}, lambda {LAM0}")
+        elif kind == "snr":
+            for m in methods:
+                pts = [
+                    (r["job"]["snr"], r["results"][str(arg)][m])
+                    for r in snr_runs
+                    if m in r["results"][str(arg)]
+                ]
+                if len(pts) > 1:
+                    _errorbars(ax, pts, label=m)
+            ax.set_xscale("log")
+            ax.set_xlabel("SNR")
+            ax.set_title(f"SHREC'19-like, 5-way {arg}-shot, lambda {LAM0}")
+        else:
+            for k, style in ((5, "-"), (1, "--")):
+                pts = [
+                    (r["job"]["lam"], r["results"][str(k)]["FSCC (paper recipe)"])
+                    for r in lam_runs
+                    if "FSCC (paper recipe)" in r["results"][str(k)]
+                ]
+                _errorbars(ax, pts, ls=style, label=f"FSCC 5-way {k}-shot")
+            ax.set_xlabel("lambda (SupCon weight)")
+            ax.set_title("SHREC'19-like, SNR 0.02")
+        ax.axhline(20, color="grey", ls=":", lw=1)
+        ax.set_ylabel("accuracy (%), dotted: chance")
+        ax.legend(fontsize=7)
     fig.suptitle(
-        f"Profile {report['profile']}: {cfg['episodes']} episodes, 95% CI bars"
+        f"Profile {report['profile']}: 5-way, {cfg['episodes']} episodes, 95% CI bars"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
