@@ -120,10 +120,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         and in :meth:`transform`. On x86 CPUs oneDNN convolutions run about
         1.5x faster in it; results equal the default layout up to float rounding.
     amp : bool, default=False
-        Automatic mixed precision: convolutions in bfloat16 (CPU with AVX-512
-        BF16 or AMX, or a CUDA GPU with bfloat16 support), in training and in
-        :meth:`transform`. Features then differ from float32 by about 0.5 %
-        (relative); features are always returned as float32.
+        Mixed precision in :meth:`transform`: convolutions in bfloat16 (CPU
+        with AVX-512 BF16 or AMX, or a CUDA GPU with bfloat16 support).
+        Features then differ from float32 by about 0.5 % (relative) and are
+        returned as float32. Training always runs in float32 (bfloat16
+        autocast made the CE + SupCon loss diverge in our benchmark).
     progress : bool or callable, default=False
         Report the progress of :meth:`transform`: True shows a tqdm bar when
         stderr is a terminal (and tqdm is installed); a callable is called as
@@ -294,24 +295,13 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.amp)
 
     def infer(self, x, **fit_params):
-        """Forward a batch, in ``channels_last_3d`` layout and autocast as asked."""
+        """Forward a batch, in the ``channels_last_3d`` layout when asked."""
         x = to_tensor(x, device=self.device)
         if isinstance(x, Mapping):
             return super().infer(x, **fit_params)
         if self.channels_last and x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        with self._autocast():
-            y_pred = self.module_(x, **fit_params)
-        if self.amp:  # the losses compute in float32
-            y_pred = tuple(t.float() for t in y_pred)
-        return y_pred
-
-    def initialize_criterion(self):
-        kwargs = self.get_params_for("criterion")
-        kwargs.setdefault("sup_con_weight", self.sup_con_weight)
-        kwargs.setdefault("temperature", self.temperature)
-        self.criterion_ = self.initialized_instance(self.criterion, kwargs)
-        return self
+        return self.module_(x, **fit_params)
 
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
