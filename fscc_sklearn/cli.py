@@ -382,6 +382,8 @@ def cmd_predict(args):
     model, meta = _load_model(args, args.model)
     if meta.get("kind") == "pretrained":
         _note(args, "note: this model is not adapted; it predicts its base classes")
+    if args.scheduler is not None:
+        return _predict_on_cluster(args, model, meta)
     data = _read_data(args, need_labels=False, box=meta.get("box_size"))
     data = _fit_to_model(args, data, meta)
     classes = model.classes_
@@ -404,6 +406,42 @@ def cmd_predict(args):
     if data.y is not None:
         acc = float(np.mean(pred.astype(str) == data.y))
         _say(args, f"accuracy against the labels: {acc:.3f} ({len(pred)} particles)")
+
+
+def _predict_on_cluster(args, model, meta):
+    """``fscc predict --scheduler``: extract and classify on a Dask cluster."""
+    from ._persistence import check_model_input
+    from .distributed import ParticleJob, predict_particles_distributed
+    from .io import read_voxel_size
+
+    if args.tomogram is None or args.particles is None or args.data is not None:
+        raise UserError("--scheduler works on --tomogram with --particles")
+    box = args.box or meta.get("box_size")
+    if box is None:
+        raise UserError("--scheduler needs --box (box edge in voxels)")
+    voxel_size = args.voxel_size or read_voxel_size(args.tomogram)
+    check_model_input(meta, box, voxel_size, source=args.tomogram)
+    try:
+        result = predict_particles_distributed(
+            model,
+            [ParticleJob(args.tomogram, args.particles)],
+            args.output,
+            scheduler=args.scheduler,
+            box=int(box),
+            chunk_size=args.chunk_size,
+            overwrite=args.force,
+        )
+    except OSError as exc:  # no scheduler at that address
+        raise UserError(
+            f"cannot use the Dask scheduler {args.scheduler}: {exc}"
+        ) from exc
+    if len(result.skipped):
+        _note(args, f"skipped {len(result.skipped)} particle(s) crossing the border")
+    _say(
+        args,
+        f"wrote {args.output}: {len(result.labels)} particles in {result.n_chunks} "
+        f"chunks on {args.scheduler}: {_class_summary(result.labels)}",
+    )
 
 
 def _evaluate(
@@ -906,6 +944,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="output table, .csv or .star (predictions.csv)",
     )
     _resample_arg(p)
+    g = p.add_argument_group("cluster (needs fscc-sklearn[distributed])")
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler (e.g. tcp://10.0.0.5:8786): extract and classify "
+        "--tomogram/--particles on that cluster; tomograms must be on a file "
+        "system the workers see (default: run here)",
+    )
+    g.add_argument(
+        "--chunk-size", type=int, default=256, help="particles per task (256)"
+    )
     _common(p)
 
     p = _add(

@@ -264,7 +264,7 @@ def test_predict_star_output(work, tmp_path, capsys):
     assert len(table.labels) == 40 and table.names[0] == "subtomo_000000.mrc"
 
 
-def test_predict_from_tomogram_and_particle_list(work, tmp_path, capsys):
+def _tomogram_with_particles(work, tmp_path):
     sub = read_subtomograms(work / "sim" / "novel")
     tomo = np.zeros((48, 48, 48), dtype=np.float32)
     centres = [(8, 8, 8), (24, 8, 8), (8, 24, 8), (8, 8, 24), (24, 24, 24)]
@@ -275,6 +275,12 @@ def test_predict_from_tomogram_and_particle_list(work, tmp_path, capsys):
         mrc.voxel_size = 10.0
     picks = tmp_path / "picks.csv"
     picks.write_text("x,y,z\n" + "\n".join(f"{x},{y},{z}" for x, y, z in centres))
+    expected = load_model(work / "novel.safetensors").predict(sub.X[::8])
+    return picks, centres, expected
+
+
+def test_predict_from_tomogram_and_particle_list(work, tmp_path, capsys):
+    picks, centres, expected = _tomogram_with_particles(work, tmp_path)
     code, _, _ = run(
         capsys,
         "predict",
@@ -290,8 +296,52 @@ def test_predict_from_tomogram_and_particle_list(work, tmp_path, capsys):
     lines = [r.split(",") for r in (tmp_path / "pred.csv").read_text().splitlines()]
     assert lines[0][:5] == ["subtomogram", "x", "y", "z", "label"]
     assert [tuple(int(float(v)) for v in r[1:4]) for r in lines[1:]] == centres
-    expected = load_model(work / "novel.safetensors").predict(sub.X[::8])
     assert [r[4] for r in lines[1:]] == expected.tolist()
+
+
+def test_predict_on_a_dask_scheduler(work, tmp_path, capsys):
+    import distributed
+
+    picks, centres, expected = _tomogram_with_particles(work, tmp_path)
+    with distributed.LocalCluster(
+        n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        code, out, err = run(
+            capsys,
+            "predict",
+            work / "novel.safetensors",
+            "--tomogram",
+            tmp_path / "tomo.mrc",
+            "--particles",
+            picks,
+            "--scheduler",
+            cluster.scheduler_address,
+            "--chunk-size",
+            "2",
+            "-o",
+            tmp_path / "pred.csv",
+        )
+    assert code == 0, err
+    assert "in 3 chunks" in out
+    lines = (tmp_path / "pred.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    labels = [r.split(",")[header.index("label")] for r in lines[1:]]
+    assert labels == expected.tolist()
+
+
+def test_scheduler_needs_a_tomogram(work, capsys):
+    code, _, err = run(
+        capsys,
+        "predict",
+        work / "novel.safetensors",
+        work / "sim" / "novel",
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+        "-o",
+        work / "never.csv",
+    )
+    assert code == 1
+    assert "--scheduler works on --tomogram with --particles" in err
 
 
 def test_evaluate_report_matches_evaluate_episodes(work, tmp_path, capsys):

@@ -199,7 +199,9 @@ def _run_chunks(model, chunks, task, scheduler, torch_threads):
         position = {f.key: i for i, f in enumerate(futures)}
         results = [None] * len(chunks)
         try:
-            for future, result in as_completed(futures, with_results=True):
+            # loop=: the client is not the default one (set_as_default=False)
+            done = as_completed(futures, loop=client.loop, with_results=True)
+            for future, result in done:
                 results[position[future.key]] = result
         except BaseException:
             client.cancel(futures)
