@@ -7,9 +7,11 @@ from ._baselines import (
     TukeyLogisticRegression,
 )
 from ._calibration import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
+from ._callbacks import EpisodicValidation, WarmupCosineLR
 from ._checkpoint import AtomicCheckpoint, load_checkpoint
 from ._embedder import Conv6Embedder
 from ._persistence import load_model, save_model
+from ._recipes import pretraining_recipe
 from .model_selection import (
     EpisodeResult,
     adapt,
@@ -28,13 +30,16 @@ __all__ = [
     "CalibratedFewShotClassifier",
     "Conv6Embedder",
     "EpisodeResult",
+    "EpisodicValidation",
     "PrototypeClassifier",
     "TukeyLogisticRegression",
+    "WarmupCosineLR",
     "adapt",
     "evaluate_episodes",
     "load_checkpoint",
     "load_model",
     "make_episodic_scorer",
+    "pretraining_recipe",
     "sample_episode",
     "save_model",
     "tukey_transform",

@@ -1,5 +1,6 @@
 """PyTorch building blocks of FSCC (no scikit-learn, skorch or file handling here)."""
 
+from ._augment import WedgeSafeAugment
 from ._conv6 import Conv6
 from ._fuse import fuse_for_inference
 from ._losses import CESupConLoss, SupConLoss
@@ -10,5 +11,6 @@ __all__ = [
     "ClassBalancedBatchSampler",
     "Conv6",
     "SupConLoss",
+    "WedgeSafeAugment",
     "fuse_for_inference",
 ]
