@@ -90,6 +90,7 @@ def machine_info(threads: int) -> dict:
                 "MKL_NUM_THREADS",
                 "MALLOC_MMAP_MAX_",
                 "MALLOC_TRIM_THRESHOLD_",
+                "OMP_WAIT_POLICY",
             )
         },
         "load_average_at_start": list(os.getloadavg()),
@@ -254,17 +255,28 @@ print(json.dumps(r))
 """
 
 
-def malloc_settings(n, repeats, threads, gflop, ceiling) -> dict:
-    """Same transform in fresh processes: glibc defaults, env variables, mallopt."""
+PROCESS_MODES = {
+    "glibc default": {},
+    "env MALLOC_*": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"},
+    "mallopt": {},
+    "mallopt + OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+}
+
+
+def process_settings(n, repeats, threads, gflop, ceiling) -> dict:
+    """Same transform in fresh processes: malloc and OpenMP settings at start-up."""
     out = {}
     for micro in (embedder_mod._CPU_MICRO_BATCH, 128):
-        for mode in ("glibc default", "env MALLOC_*", "mallopt"):
-            env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-            if mode == "env MALLOC_*":
-                env.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_="1073741824")
+        for mode, extra_env in PROCESS_MODES.items():
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("MALLOC_") and k != "OMP_WAIT_POLICY"
+            }
+            env.update(extra_env)
             code = MALLOC_CHILD.format(
                 bench_dir=str(Path(__file__).parent),
-                mode=mode,
+                mode="mallopt" if mode.startswith("mallopt") else mode,
                 micro=micro,
                 threads=threads,
                 n=n,
@@ -282,7 +294,7 @@ def malloc_settings(n, repeats, threads, gflop, ceiling) -> dict:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             out[f"{mode}, micro-batch {micro}"] = r
             print(
-                f"  {mode:14s} micro-batch {micro:3d}: {r['per_s']:7.1f}/s "
+                f"  {mode:34s} micro-batch {micro:3d}: {r['per_s']:7.1f}/s "
                 f"{r['per_cpu_s']:6.1f}/cpu-s  load {r['load_1min']:.1f}",
                 flush=True,
             )
@@ -354,7 +366,7 @@ emb.set_params(progress=progress)
 F = emb.transform(X)
 dt = time.perf_counter() - t0
 print(json.dumps({{"n": len(X), "width": {width}, "seconds": dt, "per_s": len(X) / dt,
-    "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mb": status()["VmHWM"],
     "peak_mb": peak, "log": log, "features_shape": list(F.shape)}}))
 """
 
@@ -401,7 +413,7 @@ def memory(n, runs, threads) -> dict:
             out["runs"].append(r)
             print(
                 f"  width {width}, n={r['n']}: {r['seconds']:.0f} s "
-                f"({r['per_s']:.0f}/s), peak RSS {r['ru_maxrss_mb']:.0f} MB "
+                f"({r['per_s']:.0f}/s), peak RSS {r['peak_rss_mb']:.0f} MB "
                 f"(anon {r['peak_mb']['RssAnon']:.0f}, file "
                 f"{r['peak_mb']['RssFile']:.0f})",
                 flush=True,
@@ -501,7 +513,7 @@ def write_markdown(res: dict, path: Path) -> None:
     if "malloc" in res:
         lines += [
             "",
-            "## glibc malloc (fresh process each)",
+            "## glibc malloc and OpenMP wait policy (fresh process each)",
             "",
             "| setting | subtomograms/s | per CPU-second | load |",
             "|---|---:|---:|---:|",
@@ -542,7 +554,7 @@ def write_markdown(res: dict, path: Path) -> None:
         for r in mem["runs"]:
             lines.append(
                 f"| {r['width']} | {r['n']} | {r['seconds']:.0f} | {r['per_s']:.0f} | "
-                f"{r['ru_maxrss_mb']:.0f} | {r['peak_mb']['RssAnon']:.0f} | "
+                f"{r['peak_rss_mb']:.0f} | {r['peak_mb']['RssAnon']:.0f} | "
                 f"{r['peak_mb']['RssFile']:.0f} |"
             )
     if "episodes" in res:
@@ -567,11 +579,12 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-malloc", action="store_true")
     parser.add_argument("--memory-n", type=int, default=100_000)
-    parser.add_argument("--memory-width64-n", type=int, default=10_000)
+    parser.add_argument("--memory-width64-n", type=int, default=2_000)
+    parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
-    n = 64 if args.quick else 256
+    repeats = args.repeats or (2 if args.quick else 3)
+    n = 64 if args.quick else args.n
     # as `fscc` does: the library itself never changes malloc settings
     malloc_tuned = tune_malloc()
     torch.set_num_threads(args.threads)
@@ -600,15 +613,15 @@ def main(argv=None) -> None:
     print("levers:")
     res["levers"] = levers(X, repeats, args.threads, ceiling, gflop, args.compile)
     if not args.skip_malloc:
-        print("malloc settings:")
-        res["malloc"] = malloc_settings(n, repeats, args.threads, gflop, ceiling)
+        print("process settings (fresh processes):")
+        res["malloc"] = process_settings(n, repeats, args.threads, gflop, ceiling)
     print("scaling:")
     ns = [64, 128, 256] if args.quick else [250, 500, 1000, 2000]
     res["scaling"] = scaling(ns, args.threads)
     if not args.skip_memory:
         print("memory:")
         mem_n = 5_000 if args.quick else args.memory_n
-        runs = [(16, mem_n), (64, 500 if args.quick else args.memory_width64_n)]
+        runs = [(4, mem_n), (64, 500 if args.quick else args.memory_width64_n)]
         res["memory"] = memory(mem_n, runs, args.threads)
     print("episodes:")
     res["episodes"] = episodes(args.threads, 10 if args.quick else 40)
