@@ -303,6 +303,13 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return self.module_(x, **fit_params)
 
+    def initialize_criterion(self):
+        kwargs = self.get_params_for("criterion")
+        kwargs.setdefault("sup_con_weight", self.sup_con_weight)
+        kwargs.setdefault("temperature", self.temperature)
+        self.criterion_ = self.initialized_instance(self.criterion, kwargs)
+        return self
+
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         seed = int(self.sampler_rng_.integers(2**63 - 1)) if training else 0
