@@ -266,7 +266,12 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         augment = self._augmenter()
         if augment is not None:
             Xi, yi = batch
-            seed = int(self.sampler_rng_.integers(2**63 - 1))
+            # seeded by (sampler seed, epoch, batch): no extra draws from
+            # sampler_rng_, so checkpoint resume replays the same augmentations
+            epoch = len(self.history)
+            step = len(self.history[-1, "batches"])
+            seq = np.random.SeedSequence([self._augment_seed, epoch, step])
+            seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> 1)
             Xi = augment(
                 to_tensor(Xi, device=self.device), torch.Generator().manual_seed(seed)
             )
@@ -321,6 +326,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             return self.iterator_valid(dataset, **kwargs)
         kwargs.pop("batch_size", None)
         kwargs.pop("shuffle", None)
+        self._augment_seed = seed
         sampler = ClassBalancedBatchSampler(
             _dataset_labels(dataset), self.batch_size, seed=seed
         )
