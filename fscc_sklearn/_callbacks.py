@@ -7,6 +7,7 @@ import numpy as np
 from skorch.callbacks import Callback
 
 from .model_selection import sample_episode
+from .nn import ClassBalancedBatchSampler
 
 
 class WarmupCosineLR(Callback):
@@ -29,11 +30,10 @@ class WarmupCosineLR(Callback):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         if not self.warmup_epochs >= 0:
             raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs!r}.")
-        steps = len(net.get_iterator(net.get_dataset(X, y), training=True))
+        self.steps_per_epoch_ = _steps_per_epoch(net, X, y)
+        steps = self.steps_per_epoch_
         self.total_ = max(1, steps * net.max_epochs)
         self.warmup_ = min(self.total_ - 1, round(self.warmup_epochs * steps))
-        self.step_ = 0
-        self._set(net)
 
     def _set(self, net):
         t, w, total = self.step_, self.warmup_, self.total_
@@ -45,12 +45,23 @@ class WarmupCosineLR(Callback):
             group["lr"] = net.lr * factor
 
     def on_epoch_begin(self, net, **kwargs):
+        # from the epoch number, so a resumed or extended fit continues the curve
+        self.step_ = (len(net.history) - 1) * self.steps_per_epoch_
+        self._set(net)
         net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
 
     def on_batch_end(self, net, training=False, **kwargs):
         if training:
             self.step_ += 1
             self._set(net)
+
+
+def _steps_per_epoch(net, X, y):
+    """Training batches per epoch, without drawing from the net's generators."""
+    if y is not None and hasattr(net, "sampler_rng_"):  # class-balanced batches
+        _, y_idx = np.unique(np.asarray(y), return_inverse=True)
+        return len(ClassBalancedBatchSampler(y_idx, net.batch_size, seed=0))
+    return len(net.get_iterator(net.get_dataset(X, y), training=True))
 
 
 class EpisodicValidation(Callback):
