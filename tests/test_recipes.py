@@ -158,3 +158,18 @@ def test_transfer_recipe_fits_and_survives_the_safe_format(small, tmp_path):
     for key in ("augment", "lr_schedule", "warmup_epochs", "module__proj_dim"):
         assert got[key] == emb.get_params()[key], key
     np.testing.assert_allclose(loaded.transform(X[:3]), emb.transform(X[:3]), atol=1e-5)
+
+
+def test_augmented_training_resumes_exactly_from_a_checkpoint(small, tmp_path):
+    from fscc_sklearn import AtomicCheckpoint
+
+    X, y, _, _ = small
+
+    def emb(max_epochs, ckpt):
+        cbs = [("ckpt", AtomicCheckpoint(tmp_path))] if ckpt else []
+        return _emb(augment="flip_shift", max_epochs=max_epochs, callbacks=cbs)
+
+    whole = emb(2, False).fit(X, y)
+    emb(1, True).fit(X, y)
+    resumed = emb(2, True).fit(X, y)
+    np.testing.assert_array_equal(resumed.transform(X[:4]), whole.transform(X[:4]))
