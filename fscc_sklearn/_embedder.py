@@ -270,7 +270,9 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             # sampler_rng_, so checkpoint resume replays the same augmentations
             epoch = len(self.history)
             step = len(self.history[-1, "batches"])
-            seq = np.random.SeedSequence([self._augment_seed, epoch, step])
+            # subclasses with their own get_iterator (e.g. DDP) have no _augment_seed
+            base_seed = self.__dict__.get("_augment_seed", 0)
+            seq = np.random.SeedSequence([base_seed, epoch, step])
             seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> 1)
             Xi = augment(
                 to_tensor(Xi, device=self.device), torch.Generator().manual_seed(seed)
