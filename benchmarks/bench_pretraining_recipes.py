@@ -178,7 +178,15 @@ def main():
     p.add_argument("--jobs", type=int, default=len(JOBS), help="first N jobs only")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="recipes")
+    p.add_argument(
+        "--report-only", action="store_true", help="rewrite .md/.png from the .json"
+    )
     args = p.parse_args()
+    if args.report_only:
+        doc = json.loads((RESULTS / f"{args.out}.json").read_text())
+        args.threads = doc["info"]["torch_threads"]
+        write(doc["results"], doc["config"], args)
+        return
     torch.set_num_threads(args.threads)
     cfg = {
         "n_per_class": args.n_per_class,
@@ -274,7 +282,7 @@ def write(results, cfg, args):
         "",
         "| recipe | SNR | " + " | ".join(cols) + " | train s | embed/s | dead dims "
         "| load |",
-        "|" + "---|" * (len(cols) + 7),
+        "|" + "---|" * (len(cols) + 6),
     ]
     for s in summary.values():
         cells = []
@@ -293,6 +301,40 @@ def write(results, cfg, args):
     lines += ["", "Recipes:", ""]
     lines += [f"- `{k}`: `{v}`" for k, v in RECIPES.items()]
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    plot(summary, RESULTS / f"{args.out}.png")
+
+
+def plot(summary, path):
+    """Bar chart of novel-class accuracy per recipe, SNR and classifier."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    cols = [
+        "calibrated_1shot",
+        "prototype_1shot",
+        "calibrated_5shot",
+        "prototype_5shot",
+    ]
+    names = list(summary)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        means = [100 * summary[name][c][0] for c in cols]
+        errs = [100 * summary[name][c][1] for c in cols]
+        xs = np.arange(len(cols)) + i * width
+        ax.bar(xs, means, width, yerr=errs, label=name, capsize=2)
+    ax.set_xticks(np.arange(len(cols)) + 0.4 - width / 2, cols)
+    ax.set_ylabel("5-way accuracy on novel classes (%)")
+    lo = min(100 * summary[n][c][0] for n in names for c in cols)
+    ax.set_ylim(max(0, lo - 10), None)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
