@@ -1,3 +1,4 @@
+import copy
 import subprocess
 import sys
 
@@ -166,11 +167,16 @@ def test_batch_size_too_small_for_classes(toy_data, tiny_embedder):
         tiny_embedder(batch_size=8).fit(X, y)
 
 
-def test_transform_streams_and_names_bad_values_in_later_batches(
-    toy_data, tiny_embedder
-):
+@pytest.fixture(scope="module")
+def fitted_48(toy_data, tiny_embedder):
+    """One fitted tiny embedder (batch_size 48) shared by the transform tests."""
     X, y, _, _ = toy_data
-    emb = tiny_embedder(max_epochs=1, batch_size=48).fit(X, y)
+    return tiny_embedder(max_epochs=1, batch_size=48).fit(X, y)
+
+
+def test_transform_streams_and_names_bad_values_in_later_batches(toy_data, fitted_48):
+    X = toy_data[0]
+    emb = fitted_48
     bad = X.copy()
     bad[[100, 130, 170]] = np.nan  # all after the first two batches
     with pytest.raises(ValueError, match="in 3 subtomogram\\(s\\), first at index 100"):
@@ -183,10 +189,10 @@ def test_transform_streams_and_names_bad_values_in_later_batches(
         emb.transform(np.zeros((2, 3, 16, 16, 16)))
 
 
-def test_transform_reports_progress(toy_data, tiny_embedder):
-    X, y, _, _ = toy_data
+def test_transform_reports_progress(toy_data, fitted_48):
+    X = toy_data[0]
     calls = []
-    emb = tiny_embedder(max_epochs=1, batch_size=48).fit(X, y)
+    emb = copy.deepcopy(fitted_48)
     emb.set_params(progress=lambda done, total: calls.append((done, total)))
     emb.transform(X[:100])
     assert calls == [(48, 100), (96, 100), (100, 100)]
@@ -202,11 +208,13 @@ def test_transform_reports_progress(toy_data, tiny_embedder):
         ("progress", "bar", "progress must be True, False or a callable"),
     ],
 )
-def test_speed_params_are_validated(toy_data, tiny_embedder, param, value, match):
+def test_speed_params_are_validated(
+    toy_data, tiny_embedder, fitted_48, param, value, match
+):
     X, y, _, _ = toy_data
     with pytest.raises(ValueError, match=match):
         tiny_embedder(max_epochs=1, **{param: value}).fit(X, y)
-    emb = tiny_embedder(max_epochs=1).fit(X, y)
+    emb = copy.deepcopy(fitted_48)
     setattr(emb, param, value)
     with pytest.raises(ValueError, match=match):
         emb.transform(X[:2])
