@@ -395,8 +395,8 @@ def report(out: dict, md_path: Path, png_path: Path) -> None:
         "`default`, averaged over rows, with the rows where it is significantly "
         "better / worse)",
         "",
-        "| method | mean acc | mean diff vs default | rows better | rows worse |",
-        "|---|---|---|---|---|",
+        "| method | rows | mean acc | mean diff vs default | better | worse |",
+        "|---|---|---|---|---|---|",
     ]
     for m in out["methods"]:
         accs, diffs, better, worse = [], [], 0, 0
@@ -411,7 +411,7 @@ def report(out: dict, md_path: Path, png_path: Path) -> None:
             better += d - c > 0
             worse += d + c < 0
         lines.append(
-            f"| {m} | {np.mean(accs):.3f} | {np.mean(diffs):+.4f} | "
+            f"| {m} | {len(accs)} | {np.mean(accs):.3f} | {np.mean(diffs):+.4f} | "
             f"{better} | {worse} |"
         )
     lines += ["", "## Time per episode (ms, mean over all rows)", ""]
