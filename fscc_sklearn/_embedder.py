@@ -232,7 +232,9 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         self.device = resolve_device(self.device)
         self._check_speed_params()
         rng = check_random_state(self.random_state)
-        torch_seed, sampler_seed = rng.randint(0, 2**31 - 1, size=2)
+        # a third draw leaves the first two (and older results) unchanged
+        torch_seed, sampler_seed, augment_seed = rng.randint(0, 2**31 - 1, size=3)
+        self._augment_seed = int(augment_seed)
         self.sampler_rng_ = np.random.default_rng(sampler_seed)
         # fork_rng keeps the caller's global torch RNG untouched
         with torch.random.fork_rng(devices=[]):
@@ -266,13 +268,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         augment = self._augmenter()
         if augment is not None:
             Xi, yi = batch
-            # seeded by (sampler seed, epoch, batch): no extra draws from
-            # sampler_rng_, so checkpoint resume replays the same augmentations
+            # seeded by (random_state, epoch, batch), not drawn from sampler_rng_:
+            # a fit resumed from a checkpoint replays the same augmentations
             epoch = len(self.history)
             step = len(self.history[-1, "batches"])
-            # subclasses with their own get_iterator (e.g. DDP) have no _augment_seed
-            base_seed = self.__dict__.get("_augment_seed", 0)
-            seq = np.random.SeedSequence([base_seed, epoch, step])
+            seq = np.random.SeedSequence([self._augment_seed, epoch, step])
             seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> 1)
             Xi = augment(
                 to_tensor(Xi, device=self.device), torch.Generator().manual_seed(seed)
@@ -328,7 +328,6 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             return self.iterator_valid(dataset, **kwargs)
         kwargs.pop("batch_size", None)
         kwargs.pop("shuffle", None)
-        self._augment_seed = seed
         sampler = ClassBalancedBatchSampler(
             _dataset_labels(dataset), self.batch_size, seed=seed
         )
