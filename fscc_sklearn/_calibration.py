@@ -283,8 +283,11 @@ def _linear_gaussian(means, cov):
     """Weights and intercepts of the equal-prior Gaussian classifier with shared
     covariance: ``score_c(x) = x S^-1 mu_c - mu_c S^-1 mu_c / 2``."""
     diagonal = cov.diagonal()
-    if np.count_nonzero(cov - np.diag(diagonal)) == 0 and diagonal.min() > 0:
-        coef = means / diagonal  # isotropic or diagonal: no factorisation needed
+    if np.count_nonzero(cov - np.diag(diagonal)) == 0:
+        # isotropic or diagonal: no factorisation needed; constant features have
+        # zero variance, and a floor tied to the feature scale keeps scores finite
+        floor = 1e-10 * max(float(np.mean(means**2)), np.finfo(float).tiny)
+        coef = means / np.maximum(diagonal, floor)
     else:
         coef = cho_solve((_cholesky_psd(cov), True), means.T).T
     intercept = -0.5 * np.einsum("ij,ij->i", coef, means)
@@ -456,6 +459,12 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         """Fit base statistics (``base=None``) or the few-shot classifier."""
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes; got 1 class "
+                f"('{classes[0]}')."
+            )
         rng = check_random_state(self.random_state)
         Z = self._tukey(X)
         if self.base is None:

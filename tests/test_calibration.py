@@ -404,3 +404,22 @@ def test_auto_kappa_fades_with_distance_and_stays_finite_on_a_base_mean():
     far_prior = stats.means[np.argmin(((stats.means - Z[1]) ** 2).sum(1))]
     moved = np.linalg.norm(means[0] - Z[1]) / np.linalg.norm(far_prior - Z[1])
     assert moved < 0.05
+
+
+@pytest.mark.parametrize("method", ["bayes", "paper"])
+def test_constant_features_give_finite_uniform_probabilities(method):
+    base = CalibratedFewShotClassifier(method=method).fit(
+        np.ones((30, 5)), np.repeat([0, 1, 2], 10)
+    )
+    proba = base.predict_proba(np.ones((2, 5)))
+    np.testing.assert_allclose(proba, 1 / 3, atol=1e-6)
+    few = CalibratedFewShotClassifier(method=method, base=base, n_samples=20)
+    proba = few.fit(np.ones((2, 5)), [0, 1]).predict_proba(np.ones((2, 5)))
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba, 0.5, atol=0.05)  # paper: sampling noise
+
+
+@pytest.mark.parametrize("method", ["bayes", "paper"])
+def test_one_class_is_refused(method):
+    with pytest.raises(ValueError, match="needs at least 2 classes; got 1 class"):
+        CalibratedFewShotClassifier(method=method).fit(np.ones((4, 5)), [0] * 4)
