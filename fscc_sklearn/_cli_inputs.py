@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets._maps import crop_or_pad
 from .io import extract_subtomograms, read_particle_list, read_subtomograms
 from .io._particles import read_star_blocks
 from .io._write import _write_columns
@@ -337,24 +338,8 @@ def resample_volumes(
         )
     out = np.empty((len(X), box, box, box), dtype=np.float32)
     for i, v in enumerate(X):
-        out[i] = _crop_or_pad(v, box)
+        out[i] = crop_or_pad(v.astype(np.float32), box, fill=float(v.mean()))
     return out
-
-
-def _crop_or_pad(v: np.ndarray, box: int) -> np.ndarray:
-    res = np.full((box,) * 3, float(v.mean()), dtype=np.float32)
-    src, dst = [], []
-    for n in v.shape:
-        if n >= box:
-            lo = (n - box) // 2
-            src.append(slice(lo, lo + box))
-            dst.append(slice(0, box))
-        else:
-            lo = (box - n) // 2
-            src.append(slice(0, n))
-            dst.append(slice(lo, lo + n))
-    res[tuple(dst)] = v[tuple(src)]
-    return res
 
 
 # ----------------------------------------------------------------------------

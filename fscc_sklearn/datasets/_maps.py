@@ -146,8 +146,9 @@ def _resample(volume: np.ndarray, factor: float) -> np.ndarray:
     ).astype(np.float32)
 
 
-def _crop_or_pad(volume: np.ndarray, box: int) -> np.ndarray:
-    out = np.zeros((box, box, box), dtype=volume.dtype)
+def crop_or_pad(volume: np.ndarray, box: int, fill: float = 0.0) -> np.ndarray:
+    """Centre ``volume`` in a ``box``^3 cube, cropping or padding with ``fill``."""
+    out = np.full((box, box, box), fill, dtype=volume.dtype)
     src, dst = [], []
     for n in volume.shape:
         if n >= box:
@@ -230,5 +231,5 @@ def prepare_map(
         raise ValueError("The map has no density above its background.")
     volume = volume / peak
     if box is not None:
-        volume = _crop_or_pad(volume, int(box))
+        volume = crop_or_pad(volume, int(box))
     return np.ascontiguousarray(volume, dtype=np.float32)
