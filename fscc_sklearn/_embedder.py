@@ -13,7 +13,8 @@ from skorch.utils import to_tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._callbacks import WarmupCosineLR
-from ._runtime import PageReleaser, progress
+from ._progress import progress_bar, visible
+from ._runtime import PageReleaser
 from ._validation import (
     check_class_counts,
     check_volume_shape,
@@ -380,7 +381,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         out = np.empty((len(X), module.num_features), dtype=np.float32)
         pages = PageReleaser(X)
         with (
-            progress(len(X), "Embedding", self.progress) as bar,
+            progress_bar(len(X), "embedding", visible(self.progress)) as bar,
             torch.inference_mode(),
             self._autocast(),
         ):

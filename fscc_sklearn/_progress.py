@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from skorch.callbacks import Callback
 
-__all__ = ["TrainingMonitor", "bars_enabled", "progress_bar"]
+__all__ = ["TrainingMonitor", "bars_enabled", "progress_bar", "visible"]
 
 
 def bars_enabled(quiet: bool = False, stream=None) -> bool:
@@ -30,9 +30,34 @@ class _Silent:
         pass
 
 
+class _Callback:
+    """Reports ``fn(done, total)`` after every update."""
+
+    def __init__(self, fn: Callable[[int, int], object], total: int | None):
+        self._fn, self._total, self._done = fn, total, 0
+
+    def update(self, n: int = 1) -> None:
+        self._done += n
+        self._fn(self._done, self._total)
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def set_postfix_str(self, *args, **kwargs) -> None:
+        pass
+
+
+def visible(how) -> bool | Callable:
+    """A library ``progress`` setting resolved for :func:`progress_bar`.
+
+    ``True`` means a bar only when stderr is a terminal; callables pass through.
+    """
+    return how if callable(how) else bool(how) and bars_enabled()
+
+
 @contextlib.contextmanager
-def progress_bar(total: int | None, desc: str, enabled: bool) -> Iterator[object]:
-    """Yield a tqdm bar (when ``enabled``) or an object that ignores updates.
+def progress_bar(total: int | None, desc: str, enabled) -> Iterator[object]:
+    """Yield a tqdm bar, a callback reporter, or an object that ignores updates.
 
     Parameters
     ----------
@@ -40,9 +65,13 @@ def progress_bar(total: int | None, desc: str, enabled: bool) -> Iterator[object
         Number of steps.
     desc : str
         Label in front of the bar.
-    enabled : bool
-        Usually :func:`bars_enabled`.
+    enabled : bool or callable
+        True draws a bar (callers decide, usually with :func:`bars_enabled` or
+        :func:`visible`); a callable gets ``(done, total)`` after each update.
     """
+    if callable(enabled):
+        yield _Callback(enabled, total)
+        return
     if not enabled:
         yield _Silent()
         return

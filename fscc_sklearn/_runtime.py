@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import mmap
 import sys
-from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -113,41 +111,3 @@ def _find_mmap(X) -> tuple[mmap.mmap | None, str | None]:
             return obj, mode
         obj = getattr(obj, "base", None)
     return None, None
-
-
-class _Silent:
-    def update(self, n: int = 1) -> None:
-        pass
-
-
-class _Callback:
-    def __init__(self, fn: Callable[[int, int], object], total: int):
-        self._fn, self._total, self._done = fn, total, 0
-
-    def update(self, n: int = 1) -> None:
-        self._done += n
-        self._fn(self._done, self._total)
-
-
-@contextlib.contextmanager
-def progress(total: int, desc: str, how) -> Iterator[object]:
-    """Yield an object with ``update(n)`` reporting progress as ``how`` asks.
-
-    ``how`` is False (nothing), True (a tqdm bar on stderr when stderr is a
-    terminal and tqdm is installed, else nothing) or a callable
-    ``how(done, total)``.
-    """
-    if callable(how):
-        yield _Callback(how, total)
-        return
-    show = bool(how) and getattr(sys.stderr, "isatty", lambda: False)()
-    if show:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            show = False
-    if not show:
-        yield _Silent()
-        return
-    with tqdm(total=total, desc=desc, unit="subtomo", leave=False) as bar:
-        yield bar

@@ -4,7 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from fscc_sklearn._runtime import PageReleaser, progress
+from fscc_sklearn._progress import progress_bar, visible
+from fscc_sklearn._runtime import PageReleaser
 
 
 def _resident_pages(arr):
@@ -54,11 +55,11 @@ def test_page_releaser_ignores_arrays_it_must_not_touch(tmp_path):
 
 def test_progress_callback_and_silent_bar():
     seen = []
-    with progress(5, "x", lambda d, t: seen.append((d, t))) as bar:
+    with progress_bar(5, "x", visible(lambda d, t: seen.append((d, t)))) as bar:
         bar.update(2)
         bar.update(3)
     assert seen == [(2, 5), (5, 5)]
-    with progress(5, "x", True) as bar:  # stderr is not a terminal under pytest
+    with progress_bar(5, "x", visible(True)) as bar:  # stderr is no terminal here
         assert type(bar).__name__ == "_Silent"
 
 

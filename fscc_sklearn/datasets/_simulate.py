@@ -14,8 +14,8 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 from sklearn.utils import Bunch, check_random_state
 
+from .._progress import progress_bar, visible
 from ._maps import _read_mrc, load_map, prepare_map
-from ._progress import progress_bar
 
 __all__ = ["missing_wedge_mask", "simulate_subtomograms"]
 
@@ -474,7 +474,9 @@ def simulate_subtomograms(
     # generators and large ufuncs all release the GIL.
     with (
         ThreadPoolExecutor(n_threads) as pool,
-        progress_bar(len(chunks) * (2 if noisy else 1), "simulating", progress) as bar,
+        progress_bar(
+            len(chunks) * (2 if noisy else 1), "simulating", visible(progress)
+        ) as bar,
     ):
         for _ in pool.map(signal_chunk, chunks):
             bar.update(1)
