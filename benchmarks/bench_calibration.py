@@ -28,7 +28,14 @@ RESULTS = HERE / "results"
 SEED = 0
 SNRS = (0.05, 0.02)
 N_PER_CLASS = 100
-EMBEDDER = {"max_epochs": 5, "module__width": 16}
+# the library defaults when these features were computed (before "transfer")
+EMBEDDER = {
+    "max_epochs": 5,
+    "batch_size": 128,
+    "augment": None,
+    "lr_schedule": None,
+    "module__width": 16,
+}
 SHREC21_BASE = ("1bxn", "1qvr", "1s3x", "2cg9", "3d2f", "3h84", "4cr2", "5mrc")
 SHREC21_NOVEL = ("1u6g", "3cf3", "3gl1", "3qm1", "4v94")
 

@@ -201,6 +201,8 @@ def features(job, cfg, args, log):
         batch_size=cfg["batch_size"],
         lr=job["lr"],
         sup_con_weight=job["lam"],
+        augment=None,  # the paper describes no augmentation
+        lr_schedule=None,
         module__width=cfg["width"],
         device="cpu",
         random_state=args.seed,

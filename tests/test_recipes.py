@@ -31,7 +31,15 @@ def small():
 
 
 def _emb(**params):
-    defaults = dict(module__width=4, max_epochs=2, batch_size=16, random_state=0)
+    # no augmentation, constant lr unless a test asks (the defaults have both)
+    defaults = dict(
+        module__width=4,
+        max_epochs=2,
+        batch_size=16,
+        random_state=0,
+        augment=None,
+        lr_schedule=None,
+    )
     return Conv6Embedder(**{**defaults, **params})
 
 
@@ -97,7 +105,7 @@ def test_cosine_schedule_warms_up_then_decays(small):
 
 def test_constant_lr_without_schedule(small):
     X, y, _, _ = small
-    emb = _emb(lr=0.01).fit(X, y)
+    emb = _emb(lr=0.01, lr_schedule=None).fit(X, y)
     assert "lr" not in emb.history[-1]
     assert emb.optimizer_.param_groups[0]["lr"] == 0.01
 
@@ -173,3 +181,9 @@ def test_augmented_training_resumes_exactly_from_a_checkpoint(small, tmp_path):
     emb(1, True).fit(X, y)
     resumed = emb(2, True).fit(X, y)
     np.testing.assert_array_equal(resumed.transform(X[:4]), whole.transform(X[:4]))
+
+
+def test_defaults_are_the_transfer_recipe():
+    params = Conv6Embedder().get_params()
+    for key, value in pretraining_recipe("transfer").items():
+        assert params[key] == value, key

@@ -118,6 +118,7 @@ def _embedder(ckpt, **params):
         max_epochs=2,
         batch_size=12,
         lr=0.01,
+        lr_schedule=None,  # a cosine curve depends on max_epochs; extended runs too
         random_state=0,
         device="cpu",
     )
