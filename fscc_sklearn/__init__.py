@@ -12,6 +12,7 @@ from ._checkpoint import AtomicCheckpoint, load_checkpoint
 from ._embedder import Conv6Embedder
 from ._persistence import load_model, save_model
 from ._recipes import pretraining_recipe
+from ._runtime import tune_malloc
 from .model_selection import (
     EpisodeResult,
     adapt,
@@ -43,4 +44,5 @@ __all__ = [
     "sample_episode",
     "save_model",
     "tukey_transform",
+    "tune_malloc",
 ]
