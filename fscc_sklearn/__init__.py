@@ -7,6 +7,7 @@ from ._baselines import (
     TukeyLogisticRegression,
 )
 from ._calibration import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
+from ._calibration_cv import CalibratedFewShotClassifierCV
 from ._callbacks import EpisodicValidation, WarmupCosineLR
 from ._checkpoint import AtomicCheckpoint, load_checkpoint
 from ._embedder import Conv6Embedder
@@ -29,6 +30,7 @@ __all__ = [
     "BaselineClassifier",
     "BaselinePlusPlusClassifier",
     "CalibratedFewShotClassifier",
+    "CalibratedFewShotClassifierCV",
     "Conv6Embedder",
     "EpisodeResult",
     "EpisodicValidation",

@@ -17,8 +17,14 @@ def few_shot_clone(classifier):
 
     Classifiers with a ``base`` parameter (such as
     :class:`CalibratedFewShotClassifier`) get ``base`` set to the fitted
-    classifier's ``base_statistics_``; others are simply cloned.
+    classifier's ``base_statistics_``; others are simply cloned. Searches with
+    a ``param_grid`` (such as :class:`CalibratedFewShotClassifierCV`) give the
+    few-shot clone of their ``best_estimator_``: the best parameters, with
+    base statistics.
     """
+    if "param_grid" in classifier.get_params(deep=False):
+        check_is_fitted(classifier, "best_estimator_")
+        return few_shot_clone(classifier.best_estimator_)
     new = clone(classifier)
     if "base" in new.get_params(deep=False):
         check_is_fitted(classifier, "base_statistics_")
