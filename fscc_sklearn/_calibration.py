@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.linalg import cho_solve
+from scipy.linalg import cho_solve, solve
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
@@ -264,7 +264,7 @@ def empirical_kappa(support_means, prior_means, counts, stats, neighbours):
     best on simulated subtomograms (docs/calibration.md).
     """
     d = support_means.shape[1]
-    s2 = np.trace(stats.covariances[neighbours].mean(1), axis1=1, axis2=2) / d
+    s2 = np.trace(stats.covariances, axis1=1, axis2=2)[neighbours].mean(1) / d
     spread = ((support_means - prior_means) ** 2).sum(1) / d - s2 / counts
     # a class sitting on its prior gets a strong but finite pull
     t2 = np.maximum(spread, 1e-12 * np.maximum(s2, np.finfo(float).tiny))
@@ -277,6 +277,33 @@ def shrink_to_identity(cov: np.ndarray, shrinkage: float) -> np.ndarray:
     out = (1 - shrinkage) * cov
     out.flat[:: d + 1] += shrinkage * np.trace(cov) / d
     return out
+
+
+def newton_step_logistic(X, y_idx, n_classes, C):
+    """Multinomial logistic regression after one Newton step from zero, in closed form.
+
+    The objective is scikit-learn's (``C * sum of log-losses + ||W||^2 / 2``,
+    intercept unpenalised). At zero every probability is ``1 / n_classes``, so
+    the Hessian factorises and, with centred features, the step is the ridge
+    regression ``W = (C / n_classes * Xc'Xc + I)^-1 C Xc'Y`` of the one-hot
+    targets: one ``d x d`` solve instead of hundreds of L-BFGS iterations.
+
+    Returns
+    -------
+    coef : ndarray of shape (n_classes, n_features)
+    intercept : ndarray of shape (n_classes,)
+    """
+    mean = X.mean(0, dtype=np.float64)
+    Xc = X - mean.astype(X.dtype)
+    gram = (Xc.T @ Xc).astype(np.float64)
+    gram *= C / n_classes
+    gram.flat[:: len(gram) + 1] += 1
+    onehot = np.zeros((len(X), n_classes), dtype=X.dtype)
+    onehot[np.arange(len(X)), y_idx] = 1
+    W = solve(gram, C * (Xc.T @ onehot).astype(np.float64), assume_a="pos")
+    counts = np.bincount(y_idx, minlength=n_classes)
+    centred_intercept = n_classes * counts / len(X) - 1
+    return W.T, centred_intercept - mean @ W
 
 
 def _linear_gaussian(means, cov):
@@ -340,7 +367,11 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     the mean ``(sum of k means + feature) / (k + 1)`` and covariance ``mean of
     k covariances + alpha`` (``alpha`` added to every entry); ``n_samples // K``
     features per support feature are drawn from it, and a logistic regression
-    (``C``, ``max_iter``) is trained on support + drawn features.
+    (``C``) is trained on support + drawn features: by default with one
+    closed-form Newton step from zero (``solver="newton"``, see
+    :func:`newton_step_logistic`; 20x faster than the reference recipe at equal
+    accuracy, benchmarks/results/calibration_speed.md), or to convergence as
+    published (``solver="lbfgs"``, ``max_iter``).
 
     Parameters
     ----------
@@ -367,8 +398,11 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         "paper": synthetic features drawn per novel class.
     C : float, default=1.0
         "paper": inverse regularisation strength of the logistic regression.
+    solver : {"newton", "lbfgs"}, default="newton"
+        "paper": how the logistic regression is fitted: one closed-form Newton
+        step, or scikit-learn's L-BFGS run to convergence (the published recipe).
     max_iter : int, default=1000
-        "paper": iterations of the logistic regression solver.
+        "paper" with ``solver="lbfgs"``: iterations of L-BFGS.
     random_state : int, RandomState or None, default=None
         "paper": seeds the sampling ("bayes" is deterministic).
 
@@ -384,10 +418,10 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     intercept_ : ndarray of shape (n_classes,)
         Intercepts matching ``coef_``.
     logreg_ : LogisticRegression
-        "paper" only: the final classifier, on Tukey-transformed features.
+        "paper" with ``solver="lbfgs"`` only: the final classifier, on
+        Tukey-transformed features.
     n_iter_ : ndarray of shape (1,)
-        Iterations the logistic regression solver ran ("paper"); 1 for the
-        closed-form "bayes".
+        Iterations the L-BFGS solver ran; 1 for the closed forms.
     n_features_in_ : int
         Feature dimension.
 
@@ -419,6 +453,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="left")],
         "n_samples": [Interval(Integral, 0, None, closed="left")],
         "C": [Interval(Real, 0, None, closed="neither")],
+        "solver": [StrOptions({"newton", "lbfgs"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
@@ -435,6 +470,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         alpha=0.21,
         n_samples=750,
         C=1.0,
+        solver="newton",
         max_iter=1000,
         random_state=None,
     ):
@@ -447,6 +483,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.alpha = alpha
         self.n_samples = n_samples
         self.C = C
+        self.solver = solver
         self.max_iter = max_iter
         self.random_state = random_state
 
@@ -466,6 +503,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
                 f"('{classes[0]}')."
             )
         rng = check_random_state(self.random_state)
+        self.__dict__.pop("logreg_", None)  # left by an earlier fit with "lbfgs"
         Z = self._tukey(X)
         if self.base is None:
             stats = self.base_statistics_ = BaseStatistics.from_features(
@@ -528,6 +566,12 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = np.ones(1, dtype=int)  # closed form: one step
 
     def _fit_logreg(self, X_train, y_train, rng):
+        if self.solver == "newton":
+            classes, y_idx = np.unique(y_train, return_inverse=True)
+            coef, intercept = newton_step_logistic(X_train, y_idx, len(classes), self.C)
+            self.coef_, self.intercept_ = coef, intercept
+            self.n_iter_ = np.ones(1, dtype=int)
+            return self
         self.logreg_ = LogisticRegression(
             C=self.C, max_iter=self.max_iter, random_state=rng.randint(2**31 - 1)
         ).fit(X_train, y_train)
@@ -542,7 +586,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Class scores of Tukey-transformed features (higher is more likely)."""
         X = self._validated(X)
-        if self.method == "paper":
+        if hasattr(self, "logreg_"):
             return self.logreg_.decision_function(X)
         scores = X @ self.coef_.T + self.intercept_
         return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
@@ -550,14 +594,14 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``."""
         X = self._validated(X)
-        if self.method == "paper":
+        if hasattr(self, "logreg_"):
             return self.logreg_.predict_proba(X)
         return softmax(X @ self.coef_.T + self.intercept_)
 
     def predict(self, X):
         """Most probable class of every feature vector."""
         X = self._validated(X)
-        if self.method == "paper":
+        if hasattr(self, "logreg_"):
             return self.logreg_.predict(X)
         return self.classes_[np.argmax(X @ self.coef_.T + self.intercept_, axis=1)]
 

@@ -122,10 +122,13 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         No internal validation split: model selection holds out data itself.
     verbose : int, default=0
         1 prints a table of the epochs.
-    channels_last : bool, default=True
-        Keep activations in the ``torch.channels_last_3d`` layout, in training
-        and in :meth:`transform`. On x86 CPUs oneDNN convolutions run about
-        1.5x faster in it; results equal the default layout up to float rounding.
+    channels_last : bool or "inference", default="inference"
+        Where activations use the ``torch.channels_last_3d`` layout: ``True``
+        in training and in :meth:`transform`, ``"inference"`` in
+        :meth:`transform` only, ``False`` nowhere. On x86 CPUs oneDNN runs the
+        inference convolutions about 1.5x faster in it, but training about
+        1.2x slower (benchmarks/results/pretraining_idle.md); results equal the
+        default layout up to float rounding.
     amp : bool, default=False
         Mixed precision in :meth:`transform`: convolutions in bfloat16 (CPU
         with AVX-512 BF16 or AMX, or a CUDA GPU with bfloat16 support).
@@ -194,7 +197,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         random_state=None,
         train_split=None,
         verbose=0,
-        channels_last=True,
+        channels_last="inference",
         amp=False,
         progress=False,
         augment="flip_shift",
@@ -255,7 +258,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         kwargs.setdefault("n_classes", len(self.classes_))
         kwargs.setdefault("volume_size", self.input_shape_[-1])
         self.module_ = self.initialized_instance(self.module, kwargs)
-        if self.channels_last:
+        if self.channels_last is True:
             self.module_ = self.module_.to(memory_format=torch.channels_last_3d)
         self.__dict__.pop("_inference_cache_", None)
         return self
@@ -288,11 +291,16 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         return super().train_step_single(batch, **fit_params)
 
     def _check_speed_params(self):
-        for name in ("channels_last", "amp"):
-            if not isinstance(getattr(self, name), bool | np.bool_):
-                raise ValueError(
-                    f"{name} must be True or False; got {getattr(self, name)!r}."
-                )
+        if not (
+            isinstance(self.channels_last, bool | np.bool_)
+            or self.channels_last == "inference"
+        ):
+            raise ValueError(
+                'channels_last must be True, False or "inference"; got '
+                f"{self.channels_last!r}."
+            )
+        if not isinstance(self.amp, bool | np.bool_):
+            raise ValueError(f"amp must be True or False; got {self.amp!r}.")
         if not (isinstance(self.progress, bool | np.bool_) or callable(self.progress)):
             raise ValueError(
                 f"progress must be True, False or a callable; got {self.progress!r}."
@@ -304,6 +312,10 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                     f"amp=True needs bfloat16 support; device {self.device} has none."
                 )
 
+    @property
+    def _inference_channels_last(self):
+        return bool(self.channels_last)  # True or "inference"
+
     def _autocast(self):
         device_type = torch.device(self.device).type
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.amp)
@@ -313,7 +325,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         x = to_tensor(x, device=self.device)
         if isinstance(x, Mapping):
             return super().infer(x, **fit_params)
-        if self.channels_last and x.ndim == 5:
+        if self.channels_last is True and x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return self.module_(x, **fit_params)
 
@@ -383,7 +395,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         step = self.batch_size
         micro = min(step, _CPU_MICRO_BATCH) if device.type == "cpu" else step
         pin = device.type == "cuda"
-        fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
+        fmt = torch.channels_last_3d if self._inference_channels_last else None
+        fmt = fmt or torch.contiguous_format
         out = np.empty((len(X), module.num_features), dtype=np.float32)
         pages = PageReleaser(X)
         with (
@@ -416,14 +429,14 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         key = (
             id(module),
             str(self.device),
-            bool(self.channels_last),
+            self._inference_channels_last,
             tuple((t.data_ptr(), t._version) for t in module.state_dict().values()),
         )
         cached = self.__dict__.get("_inference_cache_")
         if cached is not None and cached[0] == key:
             return cached[1]
         if isinstance(module, Conv6):
-            fmt = torch.channels_last_3d if self.channels_last else None
+            fmt = torch.channels_last_3d if self._inference_channels_last else None
             inference = fuse_for_inference(module, memory_format=fmt)
         else:  # unknown architecture: run it as it is
             inference = module.eval()

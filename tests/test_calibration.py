@@ -104,7 +104,7 @@ def test_rank_deficient_base_covariances_stay_finite():
         base=base, method="paper", alpha=0.0, n_samples=50, random_state=0
     )
     clf.fit(rng.gamma(1.0, size=(2, 40)), ["a", "b"])
-    assert np.isfinite(clf.logreg_.coef_).all()
+    assert np.isfinite(clf.coef_).all()
     paper = {"method": "paper", "alpha": 0.0}
     zero = CalibratedFewShotClassifier(**paper).fit(
         np.zeros((6, 5)), [0, 0, 1, 1, 2, 2]
@@ -423,3 +423,62 @@ def test_constant_features_give_finite_uniform_probabilities(method):
 def test_one_class_is_refused(method):
     with pytest.raises(ValueError, match="needs at least 2 classes; got 1 class"):
         CalibratedFewShotClassifier(method=method).fit(np.ones((4, 5)), [0] * 4)
+
+
+def _multinomial_objective(X, y_idx, W, b, C):
+    """scikit-learn's multinomial logistic objective, written out."""
+    from scipy.special import logsumexp
+
+    Z = X @ W.T + b
+    return (
+        C * (logsumexp(Z, axis=1) - Z[np.arange(len(X)), y_idx]).sum()
+        + 0.5 * (W**2).sum()
+    )
+
+
+@pytest.mark.parametrize("counts", [(6, 6, 6), (3, 9, 5)])
+def test_newton_step_solves_the_quadratic_model_at_zero(counts):
+    from fscc_sklearn._calibration import newton_step_logistic
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), counts)
+    X = rng.normal(size=(len(y), 4)) + 3.0 + y[:, None]  # off-centre on purpose
+    C = 0.7
+    W, b = newton_step_logistic(X, y, 3, C)
+    step = np.concatenate([W.ravel(), b])
+
+    def f(v):
+        return _multinomial_objective(X, y, v[:12].reshape(3, 4), v[12:], C)
+
+    eps = 1e-4
+    for v in rng.normal(size=(5, 15)):
+        grad_v = (f(eps * v) - f(-eps * v)) / (2 * eps)
+        hess_v_step = (
+            f(eps * (v + step)) - f(eps * (v - step))
+            - f(eps * (step - v)) + f(-eps * (v + step))
+        ) / (4 * eps**2)  # fmt: skip
+        # a Newton step from zero solves H @ step = -grad
+        np.testing.assert_allclose(hess_v_step, -grad_v, rtol=1e-4, atol=1e-6)
+
+
+def test_paper_solvers_agree_and_lbfgs_keeps_a_logistic_regression():
+    X, y = make_base(n_classes=8)
+    base = CalibratedFewShotClassifier(method="paper").fit(X[y < 4], y[y < 4])
+    Xs, ys = X[y >= 4][::10], y[y >= 4][::10]
+    fits = {
+        solver: CalibratedFewShotClassifier(
+            base=base, method="paper", solver=solver, random_state=0
+        ).fit(Xs, ys)
+        for solver in ("newton", "lbfgs")
+    }
+    assert not hasattr(fits["newton"], "logreg_")
+    assert fits["newton"].coef_.shape == (4, X.shape[1])
+    assert hasattr(fits["lbfgs"], "logreg_")
+    Xq, yq = X[y >= 4], y[y >= 4]
+    agree = np.mean(fits["newton"].predict(Xq) == fits["lbfgs"].predict(Xq))
+    assert agree > 0.9
+    assert fits["newton"].score(Xq, yq) >= fits["lbfgs"].score(Xq, yq) - 0.05
+    # refitting with the closed form drops the L-BFGS model
+    refit = fits["lbfgs"].set_params(solver="newton").fit(Xs, ys)
+    assert not hasattr(refit, "logreg_")
+    np.testing.assert_array_equal(refit.predict(Xq), fits["newton"].predict(Xq))

@@ -206,7 +206,7 @@ def test_transform_reports_progress(toy_data, fitted_48):
 @pytest.mark.parametrize(
     ("param", "value", "match"),
     [
-        ("channels_last", "yes", "channels_last must be True or False; got 'yes'"),
+        ("channels_last", "yes", "True, False or \"inference\"; got 'yes'"),
         ("amp", 1, "amp must be True or False; got 1"),
         ("progress", "bar", "progress must be True, False or a callable"),
     ],
