@@ -482,3 +482,19 @@ def test_paper_solvers_agree_and_lbfgs_keeps_a_logistic_regression():
     refit = fits["lbfgs"].set_params(solver="newton").fit(Xs, ys)
     assert not hasattr(refit, "logreg_")
     np.testing.assert_array_equal(refit.predict(Xq), fits["newton"].predict(Xq))
+
+
+@pytest.mark.parametrize("n_shot", [1, 5])
+def test_auto_kappa_keeps_part_of_a_support_mean_that_sits_near_its_prior(n_shot):
+    from fscc_sklearn._calibration import bayes_gaussian_parameters
+
+    rng = np.random.default_rng(0)
+    X, y = make_base(n_classes=3, n_per_class=40, d=6)
+    stats = BaseStatistics.from_features(X, y)
+    delta = 1e-3 * rng.normal(size=6)  # far below the within-class spread
+    support = np.repeat(stats.means[:1] + delta, n_shot, axis=0)
+    means, _ = bayes_gaussian_parameters(
+        support, np.zeros(n_shot, int), 1, stats, k=1, kappa="auto", shrinkage=1.0
+    )
+    prior_weight = 2.5 / (2.5 + n_shot)  # the floor of the spread, 0.2 * s2 / K
+    np.testing.assert_allclose(means[0], stats.means[0] + (1 - prior_weight) * delta)
