@@ -46,8 +46,11 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
     pseudo-base classes; ``n_episodes`` ``n_way``-way ``n_shot``-shot episodes
     of the pseudo-novel classes score every candidate of ``param_grid``
     (accuracy on the queries, the same episodes for every candidate). The
-    candidate of highest mean accuracy (ties: the first in grid order) is
-    refitted on all base classes as ``best_estimator_``. Features are fixed, so
+    candidate of highest mean accuracy is refitted on all base classes as
+    ``best_estimator_``; with ``prefer_first`` (default), only if it beats the
+    first candidate (the library defaults in the default grid) by more than
+    one standard error of their paired per-split differences, since the
+    winner of many noisy candidates overstates its gain. Features are fixed, so
     this costs only the closed-form fits of the candidates (``method="bayes"``).
 
     ``predict`` and friends classify base classes; for novel classes use
@@ -78,6 +81,9 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         Random splits of the classes into pseudo-novel and pseudo-base.
     n_episodes : int, default=20
         Episodes per split.
+    prefer_first : bool, default=True
+        Keep the first candidate unless the best one beats it by more than one
+        standard error (see above); False takes the plain argmax.
     n_jobs : int or None, default=None
         Splits run in parallel (joblib); results do not depend on it.
     random_state : int, RandomState or None, default=None
@@ -86,7 +92,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     best_params_ : dict
-        Candidate of ``param_grid`` with the highest mean accuracy.
+        Chosen candidate of ``param_grid`` (see ``prefer_first``).
     best_score_ : float
         Its mean episodic accuracy.
     best_index_ : int
@@ -134,6 +140,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         "n_query": [Interval(Integral, 1, None, closed="left")],
         "n_splits": [Interval(Integral, 1, None, closed="left")],
         "n_episodes": [Interval(Integral, 1, None, closed="left")],
+        "prefer_first": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
     }
@@ -148,6 +155,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         n_query=15,
         n_splits=10,
         n_episodes=20,
+        prefer_first=True,
         n_jobs=None,
         random_state=None,
     ):
@@ -158,6 +166,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         self.n_query = n_query
         self.n_splits = n_splits
         self.n_episodes = n_episodes
+        self.prefer_first = prefer_first
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -189,8 +198,9 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
             delayed(_score_split)(X, y_idx, candidates, seed, **episodes)
             for seed in seeds[:-1]
         )
-        self.cv_results_ = _results(grid, np.stack(scores, axis=1))
-        self.best_index_ = int(np.argmax(self.cv_results_["mean_test_score"]))
+        scores = np.stack(scores, axis=1)
+        self.cv_results_ = _results(grid, scores)
+        self.best_index_ = _choose(scores, self.prefer_first)
         self.best_params_ = self.cv_results_["params"][self.best_index_]
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
 
@@ -316,6 +326,16 @@ def _score_split(X, y_idx, candidates, seed, *, n_way, n_shot, n_query, n_episod
                 )
                 acc[i] += np.mean(clf.predict(X[query]) == y_idx[query])
     return acc / n_episodes
+
+
+def _choose(split_scores, prefer_first):
+    """Index of the chosen candidate from scores of shape (n_candidates, n_splits)."""
+    best = int(np.argmax(split_scores.mean(1)))
+    n_splits = split_scores.shape[1]
+    if not prefer_first or best == 0 or n_splits < 2:
+        return best
+    gain = split_scores[best] - split_scores[0]
+    return best if gain.mean() > gain.std(ddof=1) / np.sqrt(n_splits) else 0
 
 
 def _results(params, split_scores):

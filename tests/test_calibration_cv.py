@@ -286,3 +286,15 @@ def test_joblib_round_trip(tmp_path):
         adapt(loaded, X[support], y[support]).predict_proba(X),
         adapt(cv, X[support], y[support]).predict_proba(X),
     )
+
+
+def test_first_candidate_kept_unless_clearly_beaten():
+    from fscc_sklearn._calibration_cv import _choose
+
+    first = np.array([0.60, 0.70, 0.50, 0.65])
+    noisy = first + np.array([0.04, -0.03, 0.03, -0.02])  # +0.005 mean, SE 0.017
+    clear = first + np.array([0.03, 0.02, 0.04, 0.03])
+    scores = np.stack([first, noisy])
+    assert _choose(scores, prefer_first=True) == 0
+    assert _choose(scores, prefer_first=False) == 1
+    assert _choose(np.stack([first, noisy, clear]), prefer_first=True) == 2
