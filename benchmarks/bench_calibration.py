@@ -316,48 +316,27 @@ def machine_info() -> dict:
 PRIORITY = ("paper", "large_novel", "random0", "small_novel", "random1")
 
 
-def run(splits: dict, feats: dict, quick: bool = False, save=None) -> dict:
-    """Evaluate every method on every (split, SNR, K); ``save(out)`` after each row."""
+def run(splits: dict, feats: dict, quick=False, save=None, done=None) -> dict:
+    """Evaluate every method on every (split, SNR, K); ``save(out)`` after each row.
+
+    Rows of ``done`` (the results of an earlier run with the same methods and
+    episode count) are kept, not recomputed: features arrive one (split, SNR)
+    at a time, and this lets the episodes run while the others pre-train.
+    """
     methods = make_methods(quick)
     n_episodes = 60 if quick else 300
     info = machine_info()
-    results = {}
-    # the paper recipe costs ~100x the others: first every (split, SNR) without
-    # it, then with it, the paper split first; partial results are saved per row
+    results = dict(done or {})
     order = sorted(feats, key=lambda t: (-t[1], PRIORITY.index(t[0])))
-    cheap = {m: v for m, v in methods.items() if v[0] != "paper"}
-    paper = {m: v for m, v in methods.items() if v[0] == "paper"}
-    paper_order = sorted(order, key=lambda t: t[0] != "paper")
-    passes = [(c, cheap) for c in order] + [(c, paper) for c in paper_order]
-    for (split, snr), subset in passes:
-        f = feats[(split, snr)]
+    for split, snr in order:
         for k_shot in (1, 5):
-            t0 = time.perf_counter()
-            acc, sec, cv_info = evaluate_combo(f, subset, k_shot, n_episodes, SEED)
             key = f"{split}|{snr}|{k_shot}"
-            if key in results:  # second pass: add the paper recipe
-                r = results[key]
-                r["mean"].update({m: float(a.mean()) for m, a in acc.items()})
-                r["ci95"].update(
-                    {
-                        m: float(1.96 * a.std(ddof=1) / np.sqrt(len(a)))
-                        for m, a in acc.items()
-                    }
-                )
-                r["seconds_per_episode"].update(sec)
-                r["accuracies"].update({m: a.round(4).tolist() for m, a in acc.items()})
-                print(
-                    f"{key}: paper {r['mean']['paper']:.3f} "
-                    f"[{time.perf_counter() - t0:.0f} s]",
-                    flush=True,
-                )
-                if save is not None:
-                    save(
-                        summary(
-                            info, results, splits, feats, methods, n_episodes, quick
-                        )
-                    )
+            if key in results:
                 continue
+            t0 = time.perf_counter()
+            acc, sec, cv_info = evaluate_combo(
+                feats[(split, snr)], methods, k_shot, n_episodes, SEED
+            )
             results[key] = {
                 "split": split,
                 "snr": snr,
@@ -376,8 +355,8 @@ def run(splits: dict, feats: dict, quick: bool = False, save=None) -> dict:
             r = results[key]
             best = max(r["mean"]["proto"], r["mean"]["support_lr"])
             print(
-                f"{key}: default "
-                f"{r['mean']['default']:.3f} proto {r['mean']['proto']:.3f} lr "
+                f"{key}: default {r['mean']['default']:.3f} cv {r['mean']['cv']:.3f} "
+                f"paper {r['mean']['paper']:.3f} proto {r['mean']['proto']:.3f} lr "
                 f"{r['mean']['support_lr']:.3f} (best simple {best:.3f}) "
                 f"[{time.perf_counter() - t0:.0f} s]",
                 flush=True,
@@ -385,6 +364,17 @@ def run(splits: dict, feats: dict, quick: bool = False, save=None) -> dict:
             if save is not None:
                 save(summary(info, results, splits, feats, methods, n_episodes, quick))
     return summary(info, results, splits, feats, methods, n_episodes, quick)
+
+
+def reusable_rows(path: Path, quick: bool) -> dict:
+    """Rows of an earlier run that used the current methods and episode count."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    methods = set(make_methods(quick))
+    if old.get("n_episodes") != (60 if quick else 300):
+        return {}
+    return {k: r for k, r in old["results"].items() if set(r["mean"]) == methods}
 
 
 def summary(info, results, splits, feats, methods, n_episodes, quick) -> dict:
@@ -599,6 +589,11 @@ def main(argv=None):
         "--cached-only", action="store_true", help="skip (split, SNR) not yet cached"
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows of an earlier run with the same methods",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="re-write .md/.png from the .json"
     )
     args = parser.parse_args(argv)
@@ -628,7 +623,8 @@ def main(argv=None):
     def save(out):
         (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))
 
-    out = run(splits, feats, quick=args.quick, save=save)
+    done = reusable_rows(RESULTS / f"{name}.json", args.quick) if args.resume else None
+    out = run(splits, feats, quick=args.quick, save=save, done=done)
     save(out)
     report(out, RESULTS / f"{name}.md", RESULTS / f"{name}.png")
 
