@@ -8,15 +8,15 @@ written out below as a plain function: per support feature, numpy's
 ``CalibratedFewShotClassifier(method="paper")`` (same recipe, faster
 implementation) and the default ``method="bayes"`` (no sampling).
 
-Features: the cached Conv6 features of benchmarks/bench_calibration.py (paper
-split, SNR 0.05; run that first), 128-d, and a 512-d version made by a fixed
-random ReLU expansion of them (``relu(F @ W)``, W Gaussian), which keeps their
-class structure and non-negativity.
+Features: the cached Conv6 features (width 64: 512-d) of
+benchmarks/bench_calibration.py (paper split, SNR 0.05; run that first).
 
-Timing: 5-way 5-shot episodes at 512-d. Accuracy: the same episodes for every
-method (``--episodes``, default 600, at 128-d where the reference is affordable,
-and ``--episodes-512`` at 512-d). Growth of the episode time with n (samples
-per class), d and k for method="paper" and "bayes".
+Accuracy: 5-way 5-shot episodes, the same for every method. The reference's
+per-episode results are cached and resumable (``--reference-only`` computes
+them, about 6 s per episode on one idle core; ``--available-only`` compares
+on the episodes cached so far). Timing: every method in one run, the
+reference re-timed on the first 20 episodes. Growth of the episode time with
+n (samples per class), d and k for method="paper" and "bayes".
 
 Run: python benchmarks/bench_calibration_speed.py [--quick]
 """
@@ -90,9 +90,10 @@ def reference_cache(d, n_episodes):
     return CACHE / f"reference_d{d}_e{n_episodes}.npz"
 
 
-def reference_results(d, n_episodes, k_shot=5):
+def reference_results(d, n_episodes, k_shot=5, compute=True):
     """Accuracy and seconds of the reference recipe (one BLAS thread) per
-    episode, cached and resumable: 600 episodes take about an hour."""
+    episode, cached and resumable: 600 episodes take about an hour. With
+    ``compute=False`` missing episodes stay NaN."""
     path = reference_cache(d, n_episodes)
     acc = np.full(n_episodes, np.nan)
     sec = np.full(n_episodes, np.nan)
@@ -100,7 +101,7 @@ def reference_results(d, n_episodes, k_shot=5):
         with np.load(path) as f:
             acc, sec = f["accuracy"].copy(), f["seconds"].copy()
     todo = np.flatnonzero(np.isnan(acc))
-    if len(todo):
+    if len(todo) and compute:
         Fb, yb, Fn, yn = load(d)
         raw = BaseStatistics.from_features(Fb, yb)
         episodes = episode_indices(yn, k_shot, n_episodes, SEED + 1)
@@ -120,17 +121,19 @@ def reference_results(d, n_episodes, k_shot=5):
     return acc, sec
 
 
-def run_methods(d, n_episodes, k_shot=5, n_timed_reference=20, n_default_threads=0):
+def run_methods(
+    d, ref_acc, ref_sec, k_shot=5, n_timed_reference=20, n_default_threads=0
+):
     """Accuracy and time of each method on the same episodes.
 
-    The reference's accuracies come from :func:`reference_results` (cached);
-    it is timed again in this run on the first ``n_timed_reference`` episodes,
+    The reference's accuracies ``ref_acc`` come from :func:`reference_results`
+    (cached); it is timed again in this run on the first ``n_timed_reference`` episodes,
     so speed-ups are ratios measured in one run. ``reference_default_threads``
     (the BLAS default, as a user would run it) is timed on the first
     ``n_default_threads`` episodes: on a loaded 2-core machine it can be a
     hundred times slower.
     """
-    ref_acc, ref_sec = reference_results(d, n_episodes, k_shot)
+    n_episodes = len(ref_acc)
     Fb, yb, Fn, yn = load(d)
     raw = BaseStatistics.from_features(Fb, yb)
     tuk = BaseStatistics.from_features(Fb, yb, tukey_lambda=0.5)
@@ -200,21 +203,29 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--episodes", type=int, default=600)
-    parser.add_argument("--episodes-512", type=int, default=30)
     parser.add_argument("--default-thread-episodes", type=int, default=2)
     parser.add_argument(
         "--reference-only",
         action="store_true",
         help="only compute (and cache) the reference recipe's episodes",
     )
+    parser.add_argument(
+        "--available-only",
+        action="store_true",
+        help="compare on the reference episodes cached so far (the first n)",
+    )
     args = parser.parse_args(argv)
     if not features_path("paper", 0.05).exists():
         sys.exit("Run benchmarks/bench_calibration.py first (it caches the features).")
+    n_episodes = 3 if args.quick else args.episodes
     if args.reference_only:
-        reference_results(512, 3 if args.quick else args.episodes)
+        reference_results(512, n_episodes)
         return
-    n128 = 20 if args.quick else args.episodes
-    n512 = 3 if args.quick else args.episodes_512
+    ref_acc, ref_sec = reference_results(
+        512, n_episodes, compute=not args.available_only
+    )
+    n_done = int(np.argmax(np.isnan(ref_acc))) if np.isnan(ref_acc).any() else None
+    ref_acc, ref_sec = ref_acc[:n_done], ref_sec[:n_done]
     info = machine_info()
     out = {
         "machine": info,
@@ -222,22 +233,28 @@ def main(argv=None):
         "seed": SEED,
         "blas": threadpool_info(),
     }
-    for d, n in ((512, n512), (128, n128)):
-        acc, sec = run_methods(
-            d, n, n_default_threads=args.default_thread_episodes if d == 512 else 0
-        )
-        out[f"d{d}"] = {
-            "n_episodes": n,
-            "mean_accuracy": {m: float(a.mean()) for m, a in acc.items()},
-            "paper_fast_minus_reference": paired(acc["paper_fast"], acc["reference"]),
-            "bayes_minus_reference": paired(acc["bayes"], acc["reference"]),
-            "median_seconds": {
-                m: float(np.median(t)) for m, t in sec.items() if len(t)
-            },
-            "mean_seconds": {m: float(np.mean(t)) for m, t in sec.items() if len(t)},
-            "seconds": {m: t.round(4).tolist() for m, t in sec.items()},
-        }
-        print(d, json.dumps(out[f"d{d}"], indent=1), flush=True)
+    acc, sec = run_methods(
+        512, ref_acc, ref_sec, n_default_threads=args.default_thread_episodes
+    )
+    n_lbfgs = int(np.isfinite(acc["paper_lbfgs"]).sum())
+    out["d512"] = {
+        "n_episodes": len(ref_acc),
+        "n_episodes_lbfgs": n_lbfgs,
+        "mean_accuracy": {m: float(np.nanmean(a)) for m, a in acc.items()},
+        "paper_fast_minus_reference": paired(acc["paper_fast"], acc["reference"]),
+        "paper_lbfgs_minus_reference": paired(
+            acc["paper_lbfgs"][:n_lbfgs], acc["reference"][:n_lbfgs]
+        ),
+        "paper_fast_minus_reference_same_episodes": paired(
+            acc["paper_fast"][:n_lbfgs], acc["reference"][:n_lbfgs]
+        ),
+        "bayes_minus_reference": paired(acc["bayes"], acc["reference"]),
+        "median_seconds": {m: float(np.median(t)) for m, t in sec.items() if len(t)},
+        "mean_seconds": {m: float(np.mean(t)) for m, t in sec.items() if len(t)},
+        "seconds": {m: t.round(4).tolist() for m, t in sec.items()},
+        "accuracies": {m: a.round(4).tolist() for m, a in acc.items()},
+    }
+    print(json.dumps(out["d512"]["mean_accuracy"], indent=1), flush=True)
     out["scaling"] = scaling(args.quick)
     out["loadavg_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
@@ -248,52 +265,68 @@ def main(argv=None):
 
 def write_md(out, path):
     m = out["machine"]
+    r = out["d512"]
+    med = r["median_seconds"]
+    ref = med["reference"]
     lines = [
-        "# Calibration speed: one 5-way 5-shot episode",
+        "# Calibration speed: one 5-way 5-shot episode at 512-d",
         "",
         f"{m['date_utc']} · {m['cpu_count']} cores (shared with other jobs) · numpy "
         f"{m['numpy']}, scikit-learn {m['scikit-learn']} · load average "
         f"{m['loadavg_start'][0]:.1f} at start, {out['loadavg_end'][0]:.1f} at end.",
         "",
-        "`reference` = the public recipe written out in this script (numpy "
-        "`multivariate_normal` per support feature, `LogisticRegression(max_iter="
-        "1000)`), run with one BLAS thread; `reference_default_threads` = the "
-        "same with the BLAS default threads (as users run it), timed on the first "
-        "episodes only; `paper_fast` = "
-        '`CalibratedFewShotClassifier(method="paper")` (same recipe: base '
-        "statistics once, memoised Cholesky factors per neighbour set, one matmul "
-        "per set, float32 draws, single-thread BLAS below 4e6 drawn values); "
-        "`bayes` = the default (no sampling). Time = fit + predict of one episode "
-        "(the first episode includes memoising the Cholesky factors). Speed-up = "
-        "median reference (1 thread) / median method.",
+        "Features: Conv6Embedder (width 64, 5 epochs) of the paper split, SNR 0.05 "
+        "(benchmarks/bench_calibration.py). `reference` = the public recipe "
+        "written out in this script (numpy `multivariate_normal` per support "
+        "feature, `LogisticRegression(max_iter=1000)`), one BLAS thread; its "
+        f"accuracy is over {r['n_episodes']} episodes (cached, resumable), its "
+        f"time re-measured in this run on the first {len(r['seconds']['reference'])}. "
+        "`reference_default_threads`: the same with default BLAS threads. "
+        '`paper_fast` = `CalibratedFewShotClassifier(method="paper")` (base '
+        "statistics once, memoised Cholesky factors per neighbour set, one float32 "
+        "matmul per set, closed-form Newton-step logistic regression); "
+        '`paper_lbfgs` = the same with `solver="lbfgs"` (L-BFGS to convergence, '
+        f"first {r['n_episodes_lbfgs']} episodes); `bayes` = the default (no "
+        "sampling). Time = fit + predict. Speed-up = median reference time / "
+        "median time, both from this run.",
         "",
-        "| d | episodes | method | accuracy | median s | mean s | speed-up |",
-        "|---|---|---|---|---|---|---|",
+        "| method | episodes | accuracy | median s | mean s | speed-up |",
+        "|---|---|---|---|---|---|",
     ]
-    for d in (512, 128):
-        r = out[f"d{d}"]
-        ref = r["median_seconds"]["reference"]
-        if "reference_default_threads" in r["median_seconds"]:
-            t = r["median_seconds"]["reference_default_threads"]
-            lines.append(
-                f"| {d} | {len(r['seconds']['reference_default_threads'])} | "
-                f"reference_default_threads | (same) | {t:.3f} | "
-                f"{r['mean_seconds']['reference_default_threads']:.3f} | "
-                f"{ref / t:.2f}x |"
-            )
-        for meth in ("reference", "paper_fast", "bayes"):
-            lines.append(
-                f"| {d} | {r['n_episodes']} | {meth} | "
-                f"{r['mean_accuracy'][meth]:.4f} | "
-                f"{r['median_seconds'][meth]:.3f} | {r['mean_seconds'][meth]:.3f} | "
-                f"{ref / r['median_seconds'][meth]:.1f}x |"
-            )
-        dp, cp = r["paper_fast_minus_reference"]
-        db, cb = r["bayes_minus_reference"]
+    for meth in (
+        "reference_default_threads",
+        "reference",
+        "paper_fast",
+        "paper_lbfgs",
+        "bayes",
+    ):
+        if meth not in med:
+            continue
+        n = len(r["seconds"][meth])
+        acc = r["mean_accuracy"].get(meth)
         lines.append(
-            f"\nd={d}: paper_fast − reference = {dp:+.4f} ± {cp:.4f}; bayes − "
-            f"reference = {db:+.4f} ± {cb:.4f} (paired, 95% CI).\n"
+            f"| {meth} | {n} | {'(same)' if acc is None else f'{acc:.4f}'} | "
+            f"{med[meth]:.3f} | {r['mean_seconds'][meth]:.3f} | "
+            f"{ref / med[meth]:.1f}x |"
         )
+    rows = [
+        ("paper_fast − reference", "paper_fast_minus_reference", r["n_episodes"]),
+        ("bayes − reference", "bayes_minus_reference", r["n_episodes"]),
+        (
+            "paper_lbfgs − reference",
+            "paper_lbfgs_minus_reference",
+            r["n_episodes_lbfgs"],
+        ),
+        (
+            "paper_fast − reference (same episodes)",
+            "paper_fast_minus_reference_same_episodes",
+            r["n_episodes_lbfgs"],
+        ),
+    ]
+    lines += ["", "Paired accuracy differences (95% CI):", ""]
+    for label, key, n in rows:
+        d, c = r[key]
+        lines.append(f"- {label}: {d:+.4f} ± {c:.4f} ({n} episodes)")
     lines += [
         "",
         "## Growth of the fit time (median s, 5-way 5-shot)",
