@@ -141,6 +141,25 @@ class BaseStatistics:
             self._factors[key] = _cholesky_psd(cov)
         return self._factors[key]
 
+    def neighbour_spread(self, k):
+        """Typical spread, per feature, of a base class mean around the mean of
+        its ``k`` nearest other base classes (median over classes, net of the
+        means' own noise; memoised). 0 with ``k`` or fewer base classes.
+        """
+        key = ("spread", int(k))
+        if key not in self._factors:
+            n, d = self.means.shape
+            spread = 0.0
+            if n > k:
+                d2 = _squared_distances(self.means, self.means)
+                np.fill_diagonal(d2, np.inf)
+                nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
+                s2 = np.trace(self.covariances, axis1=1, axis2=2) / d
+                gap = ((self.means - self.means[nearest].mean(1)) ** 2).sum(1) / d
+                spread = max(float(np.median(gap - s2 / self.counts)), 0.0)
+            self._factors[key] = spread
+        return self._factors[key]
+
     def shrunk_covariances(self):
         """OAS-shrunk covariances, positive definite even with fewer samples than
         dimensions (memoised)."""
@@ -156,13 +175,13 @@ class BaseStatistics:
         return self._factors["oas"]
 
 
+def _squared_distances(A, B):
+    return (A**2).sum(1)[:, None] - 2 * A @ B.T + (B**2).sum(1)[None]
+
+
 def _nearest_base(points, stats, k):
     """Indices (sorted) of the ``k`` base classes with the nearest means."""
-    d2 = (
-        (points**2).sum(1)[:, None]
-        - 2 * points @ stats.means.T
-        + (stats.means**2).sum(1)[None]
-    )
+    d2 = _squared_distances(points, stats.means)
     return np.sort(np.argsort(d2, axis=1, kind="stable")[:, :k], axis=1)
 
 
@@ -261,20 +280,28 @@ def empirical_kappa(support_means, prior_means, counts, stats, neighbours):
     posterior weighs the prior by ``kappa = s2 / t2``. ``t2`` is estimated from
     the support mean's distance to the prior mean, ``|m - mu0|^2 / d - s2 / K``
     (floored), so the prior fades for classes far from every base class.
-    Returned: ``s2 / (2 K t2)``, a prior weight ``kappa / (kappa + K)`` that
-    also fades as ``1 / K^2`` with shots: the distance is taken to the
-    *nearest* base means, which understates ``t2``, and this damping measured
-    best on simulated subtomograms (docs/calibration.md). For the same reason
-    ``t2`` is floored at ``0.2 * s2 / K``: a support mean that happens to sit
-    on its prior keeps at least ``1 - 1 / (0.4 K + 1)`` of the weight (29 %
-    at 1 shot, 67 % at 5) instead of being replaced by a base mean.
+    The distance is taken to the *nearest* base means, which understates
+    ``t2``, so the estimate is guarded three ways (measured on simulated
+    subtomograms, docs/calibration.md):
+
+    - ``t2`` is at least the base classes' own spread around their ``k``
+      nearest other base classes (:meth:`BaseStatistics.neighbour_spread`):
+      neighbours are trusted no more than they predict each other;
+    - ``t2`` is at least ``0.2 * s2 / K``, so a support mean that happens to
+      sit on its prior keeps at least ``K / (K + 1.25)`` of the weight (44 %
+      at 1 shot, 80 % at 5) instead of being replaced by a base mean;
+    - the returned ``kappa = s2 / (4 K t2)`` damps the plain ``s2 / t2``, and
+      the prior weight ``kappa / (kappa + K)`` fades as ``1 / K^2`` with shots.
     """
     d = support_means.shape[1]
     s2 = np.trace(stats.covariances, axis1=1, axis2=2)[neighbours].mean(1) / d
     s2 = np.maximum(s2, np.finfo(float).tiny)
     spread = ((support_means - prior_means) ** 2).sum(1) / d - s2 / counts
-    t2 = np.maximum(spread, _MIN_SPREAD * s2 / counts)
-    return s2 / (2 * counts * t2)
+    floor = np.maximum(
+        _MIN_SPREAD * s2 / counts, stats.neighbour_spread(neighbours.shape[1])
+    )
+    t2 = np.maximum(spread, floor)
+    return s2 / (4 * counts * t2)
 
 
 def shrink_to_identity(cov: np.ndarray, shrinkage: float) -> np.ndarray:

@@ -496,5 +496,23 @@ def test_auto_kappa_keeps_part_of_a_support_mean_that_sits_near_its_prior(n_shot
     means, _ = bayes_gaussian_parameters(
         support, np.zeros(n_shot, int), 1, stats, k=1, kappa="auto", shrinkage=1.0
     )
-    prior_weight = 2.5 / (2.5 + n_shot)  # the floor of the spread, 0.2 * s2 / K
+    s2 = np.trace(stats.covariances[0]) / 6
+    t2 = max(0.2 * s2 / n_shot, stats.neighbour_spread(1))  # the spread's floors
+    kappa = s2 / (4 * n_shot * t2)
+    prior_weight = kappa / (kappa + n_shot)
+    assert prior_weight <= 1.25 / (1.25 + n_shot) + 1e-12
     np.testing.assert_allclose(means[0], stats.means[0] + (1 - prior_weight) * delta)
+
+
+def test_neighbour_spread_of_base_classes():
+    # three classes on a line, 0, 1 and 3 units apart from the first; no noise
+    means = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    stats = BaseStatistics(
+        classes=np.arange(3),
+        means=means,
+        covariances=np.zeros((3, 2, 2)),
+        counts=np.full(3, 10),
+    )
+    # nearest other class: 1, 1 and 2 units away; squared, per feature: .5 .5 2
+    assert stats.neighbour_spread(1) == pytest.approx(0.5)
+    assert stats.neighbour_spread(3) == 0.0  # no k other classes
