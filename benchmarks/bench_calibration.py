@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 
 HERE = Path(__file__).parent
 CACHE = HERE / ".cache" / "calibration"
@@ -316,7 +317,9 @@ def machine_info() -> dict:
 PRIORITY = ("paper", "large_novel", "random0", "small_novel", "random1")
 
 
-def run(splits: dict, feats: dict, quick=False, save=None, done=None) -> dict:
+def run(
+    splits: dict, feats: dict, quick=False, save=None, done=None, workers=1
+) -> dict:
     """Evaluate every method on every (split, SNR, K); ``save(out)`` after each row.
 
     Rows of ``done`` (the results of an earlier run with the same methods and
@@ -328,41 +331,47 @@ def run(splits: dict, feats: dict, quick=False, save=None, done=None) -> dict:
     info = machine_info()
     results = dict(done or {})
     order = sorted(feats, key=lambda t: (-t[1], PRIORITY.index(t[0])))
-    for split, snr in order:
-        for k_shot in (1, 5):
-            key = f"{split}|{snr}|{k_shot}"
-            if key in results:
-                continue
-            t0 = time.perf_counter()
-            acc, sec, cv_info = evaluate_combo(
-                feats[(split, snr)], methods, k_shot, n_episodes, SEED
-            )
-            results[key] = {
-                "split": split,
-                "snr": snr,
-                "k_shot": k_shot,
-                "base": splits[split][0],
-                "novel": splits[split][1],
-                "mean": {m: float(a.mean()) for m, a in acc.items()},
-                "ci95": {
-                    m: float(1.96 * a.std(ddof=1) / np.sqrt(len(a)))
-                    for m, a in acc.items()
-                },
-                "seconds_per_episode": sec,
-                "accuracies": {m: a.round(4).tolist() for m, a in acc.items()},
-                "cv": cv_info,
-            }
-            r = results[key]
-            best = max(r["mean"]["proto"], r["mean"]["support_lr"])
-            print(
-                f"{key}: default {r['mean']['default']:.3f} cv {r['mean']['cv']:.3f} "
-                f"paper {r['mean']['paper']:.3f} proto {r['mean']['proto']:.3f} lr "
-                f"{r['mean']['support_lr']:.3f} (best simple {best:.3f}) "
-                f"[{time.perf_counter() - t0:.0f} s]",
-                flush=True,
-            )
-            if save is not None:
-                save(summary(info, results, splits, feats, methods, n_episodes, quick))
+    todo = [
+        (split, snr, k_shot)
+        for split, snr in order
+        for k_shot in (1, 5)
+        if f"{split}|{snr}|{k_shot}" not in results
+    ]
+
+    def timed(f, k_shot):
+        t0 = time.perf_counter()
+        return *evaluate_combo(f, methods, k_shot, n_episodes, SEED), t0
+
+    rows = Parallel(n_jobs=workers, return_as="generator")(
+        delayed(timed)(feats[(split, snr)], k_shot) for split, snr, k_shot in todo
+    )
+    for (split, snr, k_shot), (acc, sec, cv_info, t0) in zip(todo, rows, strict=True):
+        key = f"{split}|{snr}|{k_shot}"
+        results[key] = {
+            "split": split,
+            "snr": snr,
+            "k_shot": k_shot,
+            "base": splits[split][0],
+            "novel": splits[split][1],
+            "mean": {m: float(a.mean()) for m, a in acc.items()},
+            "ci95": {
+                m: float(1.96 * a.std(ddof=1) / np.sqrt(len(a))) for m, a in acc.items()
+            },
+            "seconds_per_episode": sec,
+            "accuracies": {m: a.round(4).tolist() for m, a in acc.items()},
+            "cv": cv_info,
+        }
+        r = results[key]
+        best = max(r["mean"]["proto"], r["mean"]["support_lr"])
+        print(
+            f"{key}: default {r['mean']['default']:.3f} cv {r['mean']['cv']:.3f} "
+            f"paper {r['mean']['paper']:.3f} proto {r['mean']['proto']:.3f} lr "
+            f"{r['mean']['support_lr']:.3f} (best simple {best:.3f}) "
+            f"[{time.perf_counter() - t0:.0f} s]",
+            flush=True,
+        )
+        if save is not None:
+            save(summary(info, results, splits, feats, methods, n_episodes, quick))
     return summary(info, results, splits, feats, methods, n_episodes, quick)
 
 
@@ -589,6 +598,9 @@ def main(argv=None):
         "--cached-only", action="store_true", help="skip (split, SNR) not yet cached"
     )
     parser.add_argument(
+        "--workers", type=int, default=1, help="rows evaluated in parallel"
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the rows of an earlier run with the same methods",
@@ -624,7 +636,9 @@ def main(argv=None):
         (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))
 
     done = reusable_rows(RESULTS / f"{name}.json", args.quick) if args.resume else None
-    out = run(splits, feats, quick=args.quick, save=save, done=done)
+    out = run(
+        splits, feats, quick=args.quick, save=save, done=done, workers=args.workers
+    )
     save(out)
     report(out, RESULTS / f"{name}.md", RESULTS / f"{name}.png")
 
