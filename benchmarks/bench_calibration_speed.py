@@ -15,7 +15,7 @@ Accuracy: 5-way 5-shot episodes, the same for every method. The reference's
 per-episode results are cached and resumable (``--reference-only`` computes
 them, about 6 s per episode on one idle core; ``--available-only`` compares
 on the episodes cached so far). Timing: every method in one run, the
-reference re-timed on the first 20 episodes. Growth of the episode time with
+reference re-timed on the first 10 episodes. Growth of the episode time with
 n (samples per class), d and k for method="paper" and "bayes".
 
 Run: python benchmarks/bench_calibration_speed.py [--quick]
@@ -122,7 +122,7 @@ def reference_results(d, n_episodes, k_shot=5, compute=True):
 
 
 def run_methods(
-    d, ref_acc, ref_sec, k_shot=5, n_timed_reference=20, n_default_threads=0
+    d, ref_acc, ref_sec, k_shot=5, n_timed_reference=10, n_default_threads=0
 ):
     """Accuracy and time of each method on the same episodes.
 
