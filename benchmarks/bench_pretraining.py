@@ -32,8 +32,8 @@ from fscc_sklearn._toy import make_toy_volumes  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 SEED = 0
 VARIANTS = {
-    "NCDHW training (default)": {},
-    "channels_last training": {"channels_last": True},
+    "channels_last (default)": {},
+    "NCDHW training": {"channels_last": "inference"},
 }
 
 

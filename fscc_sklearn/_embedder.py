@@ -122,13 +122,14 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         No internal validation split: model selection holds out data itself.
     verbose : int, default=0
         1 prints a table of the epochs.
-    channels_last : bool or "inference", default="inference"
+    channels_last : bool or "inference", default=True
         Where activations use the ``torch.channels_last_3d`` layout: ``True``
         in training and in :meth:`transform`, ``"inference"`` in
         :meth:`transform` only, ``False`` nowhere. On x86 CPUs oneDNN runs the
-        inference convolutions about 1.5x faster in it, but training about
-        1.2x slower (benchmarks/results/pretraining_idle.md); results equal the
-        default layout up to float rounding.
+        inference convolutions about 1.5x faster in it; in training it was
+        1.6x faster at width 16 and between 1.2x slower and 1.1x faster at
+        width 64 (docs/performance.md). Results equal the default layout up to
+        float rounding.
     amp : bool, default=False
         Mixed precision in :meth:`transform`: convolutions in bfloat16 (CPU
         with AVX-512 BF16 or AMX, or a CUDA GPU with bfloat16 support).
@@ -197,7 +198,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         random_state=None,
         train_split=None,
         verbose=0,
-        channels_last="inference",
+        channels_last=True,
         amp=False,
         progress=False,
         augment="flip_shift",

@@ -120,6 +120,23 @@ def test_channels_last_training_matches_default_layout(toy_data, tiny_embedder):
     np.testing.assert_allclose(a.transform(X), b.transform(X), rtol=1e-2, atol=1e-3)
 
 
+def test_channels_last_inference_trains_in_the_default_layout(toy_data, tiny_embedder):
+    X, y, _, _ = toy_data
+    a = tiny_embedder(max_epochs=1, channels_last="inference").fit(X, y)
+    b = tiny_embedder(max_epochs=1, channels_last=False).fit(X, y)
+    assert a.module_.blocks[1][0].weight.is_contiguous()
+    assert not a.module_.blocks[1][0].weight.is_contiguous(
+        memory_format=torch.channels_last_3d
+    )
+    # identical training; only transform runs in channels_last_3d
+    np.testing.assert_array_equal(
+        a.history[:, "train_loss"], b.history[:, "train_loss"]
+    )
+    fused = a._inference_module()
+    assert fused.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    np.testing.assert_allclose(a.transform(X), b.transform(X), rtol=1e-4, atol=1e-5)
+
+
 def test_amp_leaves_training_in_float32(toy_data, tiny_embedder):
     X, y, _, _ = toy_data
     a = tiny_embedder(max_epochs=2, amp=True).fit(X, y)
