@@ -259,7 +259,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         kwargs.setdefault("n_classes", len(self.classes_))
         kwargs.setdefault("volume_size", self.input_shape_[-1])
         self.module_ = self.initialized_instance(self.module, kwargs)
-        if self.channels_last is True:
+        if self._training_channels_last:
             self.module_ = self.module_.to(memory_format=torch.channels_last_3d)
         self.__dict__.pop("_inference_cache_", None)
         return self
@@ -314,6 +314,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 )
 
     @property
+    def _training_channels_last(self):
+        # np.True_ counts as True; "inference" keeps training in NCDHW
+        return self.channels_last != "inference" and bool(self.channels_last)
+
+    @property
     def _inference_channels_last(self):
         return bool(self.channels_last)  # True or "inference"
 
@@ -326,7 +331,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         x = to_tensor(x, device=self.device)
         if isinstance(x, Mapping):
             return super().infer(x, **fit_params)
-        if self.channels_last is True and x.ndim == 5:
+        if self._training_channels_last and x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return self.module_(x, **fit_params)
 
@@ -396,8 +401,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         step = self.batch_size
         micro = min(step, _CPU_MICRO_BATCH) if device.type == "cpu" else step
         pin = device.type == "cuda"
-        fmt = torch.channels_last_3d if self._inference_channels_last else None
-        fmt = fmt or torch.contiguous_format
+        fmt = (
+            torch.channels_last_3d
+            if self._inference_channels_last
+            else torch.contiguous_format
+        )
         out = np.empty((len(X), module.num_features), dtype=np.float32)
         pages = PageReleaser(X)
         with (
