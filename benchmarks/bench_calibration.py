@@ -234,8 +234,9 @@ def evaluate_combo(feats: dict, methods: dict, k_shot: int, n_episodes: int, see
     for name, (kind, params) in methods.items():
         if kind == "pca":
             n = params["n_components"]
-            mean, axes = pca_space(tukey(Fb), n)
-            pstats = BaseStatistics.from_features((tukey(Fb) - mean) @ axes.T, yb)
+            Zb = tukey(Fb)
+            mean, axes = pca_space(Zb, n)
+            pstats = BaseStatistics.from_features((Zb - mean) @ axes.T, yb)
             pca[name] = ((mean, axes), pstats)
     chosen = {}
     for name, (kind, _) in methods.items():
