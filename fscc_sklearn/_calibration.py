@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.linalg import cho_solve, solve
+from scipy.linalg import cho_solve, solve, solve_triangular
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
@@ -14,6 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from ._scatter import choose_strength, scatter_gaussian
 from ._validation import check_class_counts
 
 # Below this many support + synthetic features times dimensions, BLAS threads
@@ -342,16 +343,68 @@ def newton_step_logistic(X, y_idx, n_classes, C):
 def _linear_gaussian(means, cov):
     """Weights and intercepts of the equal-prior Gaussian classifier with shared
     covariance: ``score_c(x) = x S^-1 mu_c - mu_c S^-1 mu_c / 2``."""
-    diagonal = cov.diagonal()
-    if np.count_nonzero(cov - np.diag(diagonal)) == 0:
-        # isotropic or diagonal: no factorisation needed; constant features have
-        # zero variance, and a floor tied to the feature scale keeps scores finite
-        floor = 1e-10 * max(float(np.mean(means**2)), np.finfo(float).tiny)
-        coef = means / np.maximum(diagonal, floor)
+    if _is_diagonal(cov):
+        # no factorisation needed; constant features have zero variance, and a
+        # floor tied to the feature scale keeps scores finite
+        coef = means / _floored_variances(cov, means)
     else:
         coef = cho_solve((_cholesky_psd(cov), True), means.T).T
     intercept = -0.5 * np.einsum("ij,ij->i", coef, means)
     return coef, intercept
+
+
+def _is_diagonal(cov):
+    return np.count_nonzero(cov - np.diag(cov.diagonal())) == 0
+
+
+def _floored_variances(cov, means):
+    floor = 1e-10 * max(float(np.mean(means**2)), np.finfo(float).tiny)
+    return np.maximum(cov.diagonal(), floor)
+
+
+def support_scatter_linear(Z, y_idx, n_classes, means, cov, strength):
+    """Gaussian classifier whose shared covariance also learns from the support.
+
+    The prior covariance ``cov`` is updated with the support's within-class
+    scatter (see :mod:`fscc_sklearn._scatter`), with prior strength
+    ``nu = strength * n_features`` pseudo-samples; ``strength="auto"`` chooses
+    it by leave-one-out on the support, ``np.inf`` keeps ``cov``.
+
+    Returns
+    -------
+    coef : ndarray of shape (n_classes, n_features)
+    intercept : ndarray of shape (n_classes,)
+    strength : float
+        The prior strength used (``np.inf``: support scatter not used).
+    """
+    if _is_diagonal(cov):
+        scale = np.sqrt(_floored_variances(cov, means))
+
+        def whiten(A):
+            return A / scale
+
+        unwhiten = whiten  # x/s . c = x . (c/s)
+    else:
+        lower = _cholesky_psd(cov)
+
+        def whiten(A):
+            return solve_triangular(lower, A.T, lower=True).T
+
+        def unwhiten(A):
+            return solve_triangular(lower.T, A.T, lower=False).T
+
+    Zw = whiten(Z)
+    if strength == "auto":
+        strength = choose_strength(Zw, y_idx, n_classes)
+    if np.isinf(strength):
+        return *_linear_gaussian(means, cov), strength
+    centres = np.zeros((n_classes, Z.shape[1]))
+    np.add.at(centres, y_idx, Zw)
+    centres /= np.bincount(y_idx, minlength=n_classes)[:, None]
+    coef, intercept = scatter_gaussian(
+        whiten(means), Zw - centres[y_idx], len(Z) - n_classes, strength * Z.shape[1]
+    )
+    return unwhiten(coef), intercept, float(strength)
 
 
 def _as_base_statistics(base):
@@ -393,7 +446,9 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     which measured best on simulated subtomograms). Queries go to the class of
     highest Gaussian likelihood, a linear classifier in closed form (what a
     logistic regression on many samples from those Gaussians approximates).
-    ``kappa=0, shrinkage=1`` is the nearest-prototype rule.
+    With two or more shots, the support's own within-class scatter may update
+    that covariance (``support_scatter``, chosen by leave-one-out).
+    ``kappa=0, shrinkage=1, support_scatter="off"`` is the nearest-prototype rule.
 
     ``method="paper"`` is FSCC's recipe (Yang et al. 2021): base statistics on
     the raw features; per support feature, the ``k`` nearest base classes give
@@ -423,6 +478,16 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     shrinkage : float in [0, 1], default=1.0
         "bayes": weight of the identity in the shared covariance (1: isotropic,
         nearest-mean metric; 0: the neighbours' shrunk base covariance).
+    support_scatter : "auto", "off" or float > 0, default="auto"
+        "bayes": whether the shared covariance also learns from the support's
+        own within-class scatter (needs a class with 2 or more shots). The
+        covariance becomes ``(nu * prior + scatter) / (nu + n - N)`` with
+        ``nu = support_scatter * n_features`` pseudo-samples of the prior:
+        "off" (or ``np.inf``) keeps the prior alone; "auto" chooses ``nu``
+        per support set by leave-one-out (``_scatter.choose_strength``),
+        keeping the prior unless the support clearly disagrees with it. That
+        recovers the cases where the pre-trained features vary most along
+        directions that do not separate the new classes (docs/calibration.md).
     tukey_lambda : float, default=0.5
         Power of the Tukey transform (0 means log).
     alpha : float, default=0.21
@@ -450,6 +515,9 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         of the logistic regression, with one row when there are 2 classes).
     intercept_ : ndarray of shape (n_classes,)
         Intercepts matching ``coef_``.
+    support_scatter_ : float
+        "bayes" few-shot fit only: prior strength ``nu / n_features`` used
+        (``np.inf``: the support's scatter was not used).
     logreg_ : LogisticRegression
         "paper" with ``solver="lbfgs"`` only: the final classifier, on
         Tukey-transformed features.
@@ -482,6 +550,10 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         "k": [Interval(Integral, 1, None, closed="left")],
         "kappa": [Interval(Real, 0, None, closed="both"), StrOptions({"auto"})],
         "shrinkage": [Interval(Real, 0, 1, closed="both")],
+        "support_scatter": [
+            StrOptions({"auto", "off"}),
+            Interval(Real, 0, None, closed="neither"),
+        ],
         "tukey_lambda": [Interval(Real, None, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "n_samples": [Interval(Integral, 0, None, closed="left")],
@@ -499,6 +571,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         k=2,
         kappa="auto",
         shrinkage=1.0,
+        support_scatter="auto",
         tukey_lambda=0.5,
         alpha=0.21,
         n_samples=750,
@@ -512,6 +585,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.k = k
         self.kappa = kappa
         self.shrinkage = shrinkage
+        self.support_scatter = support_scatter
         self.tukey_lambda = tukey_lambda
         self.alpha = alpha
         self.n_samples = n_samples
@@ -558,7 +632,11 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
                 Z, y_idx, len(self.classes_), stats, k=self.k,
                 kappa=self.kappa, shrinkage=self.shrinkage,
             )  # fmt: skip
-            self._set_linear(means, cov)
+            strength = np.inf if self.support_scatter == "off" else self.support_scatter
+            self.coef_, self.intercept_, self.support_scatter_ = support_scatter_linear(
+                Z, y_idx, len(self.classes_), means, cov, strength
+            )
+            self.n_iter_ = np.ones(1, dtype=int)
             return self
         small = Z.shape[1] * self.n_samples * len(self.classes_) < _SMALL_PROBLEM
         with threadpool_limits(1 if small else None):
