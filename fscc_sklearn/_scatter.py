@@ -54,6 +54,8 @@ def choose_strength(Z, y_idx, n_classes, grid=SCATTER_GRID):
     n, d = Z.shape
     if len(held) < 2 or n - 1 - n_classes < 1:
         return grid[0]
+    nus = np.asarray(grid, dtype=float) * d
+    finite = np.isfinite(nus)
     scores = np.empty((len(grid), len(held), n_classes))
     for j, i in enumerate(held):
         keep = np.arange(n) != i
@@ -61,11 +63,18 @@ def choose_strength(Z, y_idx, n_classes, grid=SCATTER_GRID):
         means = np.zeros((n_classes, d))
         np.add.at(means, yk, Zk)
         means /= np.bincount(yk, minlength=n_classes)[:, None]
-        residuals = Zk - means[yk]
+        R = Zk - means[yk]
         dof = n - 1 - n_classes  # every class keeps a feature
-        for g, strength in enumerate(grid):
-            coef, intercept = scatter_gaussian(means, residuals, dof, strength * d)
-            scores[g, j] = Z[i] @ coef.T + intercept
+        # all candidates at once, in the eigenbasis of R R' (Woodbury)
+        eigval, U = np.linalg.eigh(R @ R.T)
+        a = U.T @ (R @ Z[i])
+        B = U.T @ (R @ means.T)
+        weights = 1 / (np.maximum(eigval, 0)[None] + nus[finite, None])
+        cross = Z[i] @ means.T - (weights * a) @ B
+        quad = (means**2).sum(1) - weights @ (B**2)
+        scale = (nus[finite] + dof) / nus[finite]
+        scores[finite, j] = scale[:, None] * (cross - quad / 2)
+        scores[~finite, j] = Z[i] @ means.T - (means**2).sum(1) / 2
     loglik = np.stack([_tempered_loglik(s, y_idx[held]) for s in scores])
     best = int(np.argmax(loglik.mean(1)))
     gain = loglik[best] - loglik[0]
