@@ -155,6 +155,8 @@ def make_methods(quick: bool) -> dict:
         "auto_cov_s0.5": ("bayes", {"shrinkage": 0.5}),
         "auto_cov_s0.8": ("bayes", {"shrinkage": 0.8}),
         "kappa0_cov_s0.5": ("bayes", {"kappa": 0.0, "shrinkage": 0.5}),
+        # the default before support_scatter (prior covariance only)
+        "scatter_off": ("bayes", {"support_scatter": "off"}),
         # directions measured before putting them in the library
         "pca32": ("pca", {"n_components": 32}),
         "pca128": ("pca", {"n_components": 128}),
@@ -319,35 +321,54 @@ PRIORITY = ("paper", "large_novel", "random0", "small_novel", "random1")
 
 
 def run(
-    splits: dict, feats: dict, quick=False, save=None, done=None, workers=1
+    splits: dict,
+    feats: dict,
+    quick=False,
+    save=None,
+    done=None,
+    workers=1,
+    recompute=(),
 ) -> dict:
     """Evaluate every method on every (split, SNR, K); ``save(out)`` after each row.
 
-    Rows of ``done`` (the results of an earlier run with the same methods and
-    episode count) are kept, not recomputed: features arrive one (split, SNR)
-    at a time, and this lets the episodes run while the others pre-train.
+    Methods of the rows of ``done`` (an earlier run with the same episode
+    count) are kept, not recomputed, unless named in ``recompute``: features
+    arrive one (split, SNR) at a time, and a changed or added method needs
+    only its own episodes (the episodes are the same, seeded per row).
     """
     methods = make_methods(quick)
     n_episodes = 60 if quick else 300
     info = machine_info()
-    results = dict(done or {})
+    results = {}
     order = sorted(feats, key=lambda t: (-t[1], PRIORITY.index(t[0])))
-    todo = [
-        (split, snr, k_shot)
-        for split, snr in order
-        for k_shot in (1, 5)
-        if f"{split}|{snr}|{k_shot}" not in results
-    ]
+    todo = []
+    for split, snr in order:
+        for k_shot in (1, 5):
+            key = f"{split}|{snr}|{k_shot}"
+            old = (done or {}).get(key, {}).get("accuracies", {})
+            kept = {m: np.asarray(a) for m, a in old.items() if m in methods}
+            for m in recompute:
+                kept.pop(m, None)
+            need = {m: v for m, v in methods.items() if m not in kept}
+            if need:
+                todo.append((split, snr, k_shot, kept, need))
+            else:
+                results[key] = done[key]
 
-    def timed(f, k_shot):
+    def timed(f, k_shot, need):
         t0 = time.perf_counter()
-        return *evaluate_combo(f, methods, k_shot, n_episodes, SEED), t0
+        return *evaluate_combo(f, need, k_shot, n_episodes, SEED), t0
 
     rows = Parallel(n_jobs=workers, return_as="generator")(
-        delayed(timed)(feats[(split, snr)], k_shot) for split, snr, k_shot in todo
+        delayed(timed)(feats[(split, snr)], k_shot, need)
+        for split, snr, k_shot, _, need in todo
     )
-    for (split, snr, k_shot), (acc, sec, cv_info, t0) in zip(todo, rows, strict=True):
+    for (split, snr, k_shot, kept, _), (new, sec, cv_info, t0) in zip(
+        todo, rows, strict=True
+    ):
         key = f"{split}|{snr}|{k_shot}"
+        before = (done or {}).get(key, {})
+        acc = {m: new[m] if m in new else kept[m] for m in methods}
         results[key] = {
             "split": split,
             "snr": snr,
@@ -358,9 +379,12 @@ def run(
             "ci95": {
                 m: float(1.96 * a.std(ddof=1) / np.sqrt(len(a))) for m, a in acc.items()
             },
-            "seconds_per_episode": sec,
-            "accuracies": {m: a.round(4).tolist() for m, a in acc.items()},
-            "cv": cv_info,
+            "seconds_per_episode": {
+                m: sec.get(m, before.get("seconds_per_episode", {}).get(m))
+                for m in methods
+            },
+            "accuracies": {m: np.round(a, 4).tolist() for m, a in acc.items()},
+            "cv": cv_info or before.get("cv", {}),
         }
         r = results[key]
         best = max(r["mean"]["proto"], r["mean"]["support_lr"])
@@ -377,14 +401,13 @@ def run(
 
 
 def reusable_rows(path: Path, quick: bool) -> dict:
-    """Rows of an earlier run that used the current methods and episode count."""
+    """Rows of an earlier run with the same episode count (methods may differ)."""
     if not path.exists():
         return {}
     old = json.loads(path.read_text())
-    methods = set(make_methods(quick))
     if old.get("n_episodes") != (60 if quick else 300):
         return {}
-    return {k: r for k, r in old["results"].items() if set(r["mean"]) == methods}
+    return old["results"]
 
 
 def summary(info, results, splits, feats, methods, n_episodes, quick) -> dict:
@@ -403,12 +426,16 @@ def summary(info, results, splits, feats, methods, n_episodes, quick) -> dict:
             f"{s}|{snr}": f["train_acc"].tolist() for (s, snr), f in feats.items()
         },
         "methods": {
-            m: {"kind": k, **{p: float(v) for p, v in ps.items()}}
+            m: {"kind": k, **{p: _jsonable(v) for p, v in ps.items()}}
             for m, (k, ps) in methods.items()
         },
         "results": results,
         "loadavg_end": os.getloadavg(),
     }
+
+
+def _jsonable(value):
+    return value if isinstance(value, str) else float(value)
 
 
 COMPARED = ("paper", "proto", "support_lr")
@@ -604,7 +631,12 @@ def main(argv=None):
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="keep the rows of an earlier run with the same methods",
+        help="keep the methods already evaluated in an earlier run",
+    )
+    parser.add_argument(
+        "--recompute",
+        default="",
+        help="with --resume: comma-separated methods to evaluate again",
     )
     parser.add_argument(
         "--report-only", action="store_true", help="re-write .md/.png from the .json"
@@ -638,7 +670,13 @@ def main(argv=None):
 
     done = reusable_rows(RESULTS / f"{name}.json", args.quick) if args.resume else None
     out = run(
-        splits, feats, quick=args.quick, save=save, done=done, workers=args.workers
+        splits,
+        feats,
+        quick=args.quick,
+        save=save,
+        done=done,
+        workers=args.workers,
+        recompute=[m for m in args.recompute.split(",") if m],
     )
     save(out)
     report(out, RESULTS / f"{name}.md", RESULTS / f"{name}.png")
