@@ -58,7 +58,7 @@ _EMBEDDER_EXCLUDED = frozenset(
 )
 _EMBEDDER_PREFIXES = ("module__", "criterion__", "optimizer__")
 # fitted arrays of CalibratedFewShotClassifier restored when the saved one had them
-_CLASSIFIER_ARRAYS = ("coef_", "intercept_", "n_iter_")
+_CLASSIFIER_ARRAYS = ("coef_", "intercept_", "n_iter_", "support_scatter_")
 _STATS_ARRAYS = {"means": "float64", "covariances": "float64", "counts": "int64"}
 _LOGREG_SCALARS = (
     "C",
@@ -780,7 +780,7 @@ def _rebuild(tensors: dict, structure: dict, device: str):
                 f"tensor 'clf.{a.rstrip('_')}' has an unexpected dtype {arr.dtype} or "
                 f"shape {arr.shape}."
             )
-        setattr(clf, a, np.array(arr))
+        setattr(clf, a, float(arr) if arr.ndim == 0 else np.array(arr))
     if lr_info is not None:
         for key in lr_info["params"]:
             if key not in _LOGREG_SCALARS:

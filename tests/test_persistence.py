@@ -66,6 +66,10 @@ def test_roundtrip_gives_identical_predictions(models, data, tmp_path, which, su
     loaded, meta = _roundtrip(model, tmp_path / f"m.{suffix}")
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    fitted = [a for a in ("support_scatter_", "n_iter_") if hasattr(model[-1], a)]
+    assert fitted == [a for a in fitted if hasattr(loaded[-1], a)]
+    for a in fitted:
+        np.testing.assert_array_equal(getattr(loaded[-1], a), getattr(model[-1], a))
     assert meta["kind"] == ("pretrained", "adapted")[which]
     assert meta["voxel_size"] == 10.0 and meta["seed"] == 0 and meta["box_size"] == 8
 
