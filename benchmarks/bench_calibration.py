@@ -438,6 +438,10 @@ def _jsonable(value):
     return value if isinstance(value, str) else float(value)
 
 
+def _fmt(value):
+    return repr(value) if isinstance(value, str) else f"{value:g}"
+
+
 COMPARED = ("paper", "proto", "support_lr")
 
 
@@ -510,9 +514,11 @@ def report(out: dict, md_path: Path, png_path: Path) -> None:
     lines += [
         "",
         'Variants are `CalibratedFewShotClassifier` (`method="bayes"`) with the '
-        'default settings (k=2, kappa="auto", shrinkage=1) except: '
+        'default settings (k=2, kappa="auto", shrinkage=1, support_scatter="auto") '
+        "except: "
         + "; ".join(
-            f"`{m}`: " + ", ".join(f"{p}={v:g}" for p, v in spec.items() if p != "kind")
+            f"`{m}`: "
+            + ", ".join(f"{p}={_fmt(v)}" for p, v in spec.items() if p != "kind")
             for m, spec in out["methods"].items()
             if spec["kind"] == "bayes" and m != "default"
         )
