@@ -457,7 +457,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     features per support feature are drawn from it, and a logistic regression
     (``C``) is trained on support + drawn features: by default with one
     closed-form Newton step from zero (``solver="newton"``, see
-    :func:`newton_step_logistic`; 56x faster than the reference recipe in
+    :func:`newton_step_logistic`; 53x faster than the reference recipe in
     benchmarks/results/calibration_speed.md, at equal accuracy), or to convergence as
     published (``solver="lbfgs"``, ``max_iter``).
 
