@@ -13,6 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._calibration import tukey_transform
+from ._grouping import class_means
 
 __all__ = [
     "BaselineClassifier",
@@ -347,10 +348,7 @@ class PrototypeClassifier(_SupportSetClassifier):
         return tukey_transform(X, self.tukey_lambda)
 
     def _fit_head(self, X, y_idx, rng):
-        counts = np.bincount(y_idx)
-        sums = np.zeros((len(counts), X.shape[1]))
-        np.add.at(sums, y_idx, X)
-        self.centroids_ = sums / counts[:, None]
+        self.centroids_ = class_means(X, y_idx, y_idx.max() + 1)
 
     def _scores(self, X):
         # -|x - c|^2 without the |x|^2 term, which is the same for every class

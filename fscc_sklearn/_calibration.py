@@ -14,6 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from ._grouping import class_means
 from ._scatter import choose_strength, scatter_gaussian
 from ._validation import check_class_counts
 
@@ -252,9 +253,7 @@ def bayes_gaussian_parameters(support, y_idx, n_classes, stats, *, k, kappa, shr
     covariance : ndarray of shape (n_features, n_features)
     """
     counts = np.bincount(y_idx, minlength=n_classes).astype(float)
-    m = np.zeros((n_classes, support.shape[1]))
-    np.add.at(m, y_idx, support)
-    m /= counts[:, None]
+    m = class_means(support, y_idx, n_classes)
     neighbours = _nearest_base(m, stats, k)
     mu0 = stats.means[neighbours].mean(1)
     if isinstance(kappa, str):
@@ -398,9 +397,7 @@ def support_scatter_linear(Z, y_idx, n_classes, means, cov, strength):
         strength = choose_strength(Zw, y_idx, n_classes)
     if np.isinf(strength):
         return *_linear_gaussian(means, cov), strength
-    centres = np.zeros((n_classes, Z.shape[1]))
-    np.add.at(centres, y_idx, Zw)
-    centres /= np.bincount(y_idx, minlength=n_classes)[:, None]
+    centres = class_means(Zw, y_idx, n_classes)
     coef, intercept = scatter_gaussian(
         whiten(means), Zw - centres[y_idx], len(Z) - n_classes, strength * Z.shape[1]
     )

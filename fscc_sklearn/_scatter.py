@@ -14,6 +14,8 @@ so ``nu`` is chosen per support set by leave-one-out.
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from ._grouping import class_means
+
 # Candidate prior strengths nu / d of support_scatter="auto"; the prior alone first
 SCATTER_GRID = (np.inf, 4.0, 1.0, 0.25, 0.0625)
 
@@ -60,9 +62,7 @@ def choose_strength(Z, y_idx, n_classes, grid=SCATTER_GRID):
     for j, i in enumerate(held):
         keep = np.arange(n) != i
         Zk, yk = Z[keep], y_idx[keep]
-        means = np.zeros((n_classes, d))
-        np.add.at(means, yk, Zk)
-        means /= np.bincount(yk, minlength=n_classes)[:, None]
+        means = class_means(Zk, yk, n_classes)
         R = Zk - means[yk]
         dof = n - 1 - n_classes  # every class keeps a feature
         # all candidates at once, in the eigenbasis of R R' (Woodbury)
