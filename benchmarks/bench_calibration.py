@@ -157,6 +157,8 @@ def make_methods(quick: bool) -> dict:
         "kappa0_cov_s0.5": ("bayes", {"kappa": 0.0, "shrinkage": 0.5}),
         # the default before support_scatter (prior covariance only)
         "scatter_off": ("bayes", {"support_scatter": "off"}),
+        # the default before one_shot_radius (one-shot means at their own radius)
+        "radius_own": ("bayes", {"one_shot_radius": "own"}),
         # directions measured before putting them in the library
         "pca32": ("pca", {"n_components": 32}),
         "pca128": ("pca", {"n_components": 128}),
@@ -514,7 +516,8 @@ def report(out: dict, md_path: Path, png_path: Path) -> None:
     lines += [
         "",
         'Variants are `CalibratedFewShotClassifier` (`method="bayes"`) with the '
-        'default settings (k=2, kappa="auto", shrinkage=1, support_scatter="auto") '
+        'default settings (k=2, kappa="auto", shrinkage=1, support_scatter="auto", '
+        'one_shot_radius="pooled") '
         "except: "
         + "; ".join(
             f"`{m}`: "

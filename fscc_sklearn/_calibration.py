@@ -126,6 +126,11 @@ class BaseStatistics:
     def n_features(self):
         return self.means.shape[1]
 
+    @property
+    def centre(self):
+        """Mean of all base features (the class means weighted by their counts)."""
+        return self.counts @ self.means / self.counts.sum()
+
     def __deepcopy__(self, memo):
         return self
 
@@ -270,6 +275,22 @@ def bayes_gaussian_parameters(support, y_idx, n_classes, stats, *, k, kappa, shr
         return means, np.diag(np.full(m.shape[1], max(scale, np.finfo(float).tiny)))
     cov = np.tensordot(weights, stats.shrunk_covariances(), axes=1)
     return means, shrink_to_identity(cov, shrinkage)
+
+
+def pool_one_shot_radii(means, counts, centre):
+    """Move the mean of every one-shot class to the episode's mean distance from
+    ``centre``, keeping its direction.
+
+    A single noisy example says more about the direction of its class from the
+    base classes' centre than about its distance: a far-out example would make
+    its class claim few queries, a central one too many.
+    """
+    offsets = means - centre
+    radii = np.linalg.norm(offsets, axis=1)
+    one = (counts == 1) & (radii > 0)
+    pooled = means.copy()
+    pooled[one] = centre + offsets[one] * (radii.mean() / radii[one])[:, None]
+    return pooled
 
 
 def empirical_kappa(support_means, prior_means, counts, stats, neighbours):
@@ -444,8 +465,11 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     highest Gaussian likelihood, a linear classifier in closed form (what a
     logistic regression on many samples from those Gaussians approximates).
     With two or more shots, the support's own within-class scatter may update
-    that covariance (``support_scatter``, chosen by leave-one-out).
-    ``kappa=0, shrinkage=1, support_scatter="off"`` is the nearest-prototype rule.
+    that covariance (``support_scatter``, chosen by leave-one-out). The mean
+    of a class with a single example keeps its direction from the base
+    classes' centre but takes the episode's mean distance from it
+    (``one_shot_radius``). ``kappa=0, shrinkage=1, support_scatter="off",
+    one_shot_radius="own"`` is the nearest-prototype rule.
 
     ``method="paper"`` is FSCC's recipe (Yang et al. 2021): base statistics on
     the raw features; per support feature, the ``k`` nearest base classes give
@@ -485,6 +509,12 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         keeping the prior unless the support clearly disagrees with it. That
         recovers the cases where the pre-trained features vary most along
         directions that do not separate the new classes (docs/calibration.md).
+    one_shot_radius : {"pooled", "own"}, default="pooled"
+        "bayes": distance from the base classes' centre of the mean of a
+        class with one support example. "pooled": the mean distance of the
+        episode's class means (:func:`pool_one_shot_radii`; one noisy example
+        gives the direction of its class better than its distance); "own":
+        its own. Classes with 2 or more examples keep their own.
     tukey_lambda : float, default=0.5
         Power of the Tukey transform (0 means log).
     alpha : float, default=0.21
@@ -551,6 +581,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
             StrOptions({"auto", "off"}),
             Interval(Real, 0, None, closed="neither"),
         ],
+        "one_shot_radius": [StrOptions({"pooled", "own"})],
         "tukey_lambda": [Interval(Real, None, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "n_samples": [Interval(Integral, 0, None, closed="left")],
@@ -569,6 +600,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         kappa="auto",
         shrinkage=1.0,
         support_scatter="auto",
+        one_shot_radius="pooled",
         tukey_lambda=0.5,
         alpha=0.21,
         n_samples=750,
@@ -583,6 +615,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.kappa = kappa
         self.shrinkage = shrinkage
         self.support_scatter = support_scatter
+        self.one_shot_radius = one_shot_radius
         self.tukey_lambda = tukey_lambda
         self.alpha = alpha
         self.n_samples = n_samples
@@ -629,6 +662,9 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
                 Z, y_idx, len(self.classes_), stats, k=self.k,
                 kappa=self.kappa, shrinkage=self.shrinkage,
             )  # fmt: skip
+            if self.one_shot_radius == "pooled":
+                counts = np.bincount(y_idx, minlength=len(self.classes_))
+                means = pool_one_shot_radii(means, counts, stats.centre)
             strength = np.inf if self.support_scatter == "off" else self.support_scatter
             self.coef_, self.intercept_, self.support_scatter_ = support_scatter_linear(
                 Z, y_idx, len(self.classes_), means, cov, strength

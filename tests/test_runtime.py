@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fscc_sklearn._progress import progress_bar, visible
-from fscc_sklearn._runtime import PageReleaser
+from fscc_sklearn._runtime import PageReleaser, tune_malloc
 
 
 def _resident_pages(arr):
@@ -63,12 +63,34 @@ def test_progress_callback_and_silent_bar():
         assert type(bar).__name__ == "_Silent"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
-def test_tune_malloc_applies_in_a_fresh_process():
+def _rss_after_free(tune_call: str) -> tuple[int, int]:
+    """Resident bytes of a fresh process with a 256 MiB block held, then freed."""
     code = (
+        "import os\n"
         "from fscc_sklearn._runtime import tune_malloc\n"
         "import numpy as np\n"
-        "assert tune_malloc() is True\n"
-        "a = np.ones(64 * 2**20 // 8); del a\n"  # large blocks still work
+        f"assert {tune_call} is True\n"
+        "page = os.sysconf('SC_PAGE_SIZE')\n"
+        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * page\n"
+        "a = np.ones(256 * 2**20 // 8); held = rss(); del a\n"
+        "print(held, rss())\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    )
+    held, freed = map(int, out.stdout.split())
+    return held, freed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_tune_malloc_keeps_freed_memory_unless_a_threshold_is_given():
+    held, freed = _rss_after_free("tune_malloc()")
+    assert freed > held - 16 * 2**20  # the 256 MiB stayed with the process
+    held, freed = _rss_after_free("tune_malloc(trim_threshold=2**20)")
+    assert freed < held - 200 * 2**20  # given back above a 1 MiB threshold
+
+
+@pytest.mark.parametrize("bad", [-1, 2**31, 10 * 2**30])
+def test_tune_malloc_rejects_thresholds_mallopt_cannot_take(bad):
+    with pytest.raises(ValueError, match="trim_threshold"):
+        tune_malloc(trim_threshold=bad)

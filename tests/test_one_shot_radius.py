@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from fscc_sklearn import BaseStatistics, CalibratedFewShotClassifier
+from fscc_sklearn._calibration import pool_one_shot_radii
+
+
+def base_and_support(seed=0, d=6):
+    rng = np.random.default_rng(seed)
+    X_base = rng.gamma(2.0, size=(90, d)) + np.repeat(rng.uniform(0, 3, (3, d)), 30, 0)
+    y_base = np.repeat(["a", "b", "c"], 30)
+    return X_base, y_base, rng.gamma(2.0, size=(4, d)) * rng.uniform(0.5, 4, (4, 1))
+
+
+def implied_means(clf):
+    """Class means of the fitted isotropic Gaussian rule (diagonal covariance
+    ``v * I``): ``coef = means / v`` and ``intercept = -v * |coef|^2 / 2``."""
+    v = -2 * clf.intercept_ / (clf.coef_**2).sum(1)
+    return clf.coef_ * v[:, None]
+
+
+def test_centre_is_the_mean_of_all_base_features():
+    X_base, y_base, _ = base_and_support()
+    Z = np.sqrt(X_base)
+    stats = BaseStatistics.from_features(X_base, y_base, tukey_lambda=0.5)
+    np.testing.assert_allclose(stats.centre, Z.mean(0))
+
+
+def test_one_shot_means_take_the_mean_radius_and_keep_their_direction():
+    rng = np.random.default_rng(1)
+    centre = rng.normal(size=5)
+    means = centre + rng.normal(size=(4, 5)) * [[1], [3], [0.5], [2]]
+    counts = np.array([1, 1, 5, 1])
+    pooled = pool_one_shot_radii(means, counts, centre)
+    radii = np.linalg.norm(means - centre, axis=1)
+    new = np.linalg.norm(pooled - centre, axis=1)
+    np.testing.assert_allclose(new[counts == 1], radii.mean())
+    np.testing.assert_array_equal(pooled[2], means[2])  # 5 shots: its own
+    cos = np.einsum("ij,ij->i", pooled - centre, means - centre) / (new * radii)
+    np.testing.assert_allclose(cos, 1.0)
+
+
+def test_a_one_shot_mean_at_the_centre_stays_there():
+    centre = np.ones(3)
+    means = np.array([[1.0, 1, 1], [2, 1, 1]])
+    pooled = pool_one_shot_radii(means, np.array([1, 1]), centre)
+    assert np.isfinite(pooled).all()
+    np.testing.assert_array_equal(pooled[0], centre)
+
+
+@pytest.mark.parametrize("kappa", [0.0, "auto"])
+def test_classifier_puts_one_shot_means_at_one_distance_from_the_base_centre(kappa):
+    X_base, y_base, X_new = base_and_support()
+    base = CalibratedFewShotClassifier().fit(X_base, y_base)
+    centre = base.base_statistics_.centre
+    y_new = ["w", "x", "y", "z"]
+    pooled = CalibratedFewShotClassifier(base=base, kappa=kappa).fit(X_new, y_new)
+    own = CalibratedFewShotClassifier(base=base, kappa=kappa, one_shot_radius="own")
+    own.fit(X_new, y_new)
+    r_pooled = np.linalg.norm(implied_means(pooled) - centre, axis=1)
+    r_own = np.linalg.norm(implied_means(own) - centre, axis=1)
+    np.testing.assert_allclose(r_pooled, r_own.mean())
+    assert r_own.std() > 0.1 * r_own.mean()
+    if kappa == 0.0:  # own: the Tukey-transformed examples themselves
+        np.testing.assert_allclose(implied_means(own), np.sqrt(X_new))
+
+
+def test_classes_with_more_shots_keep_their_own_mean():
+    X_base, y_base, X_new = base_and_support()
+    X_new = np.vstack([X_new, X_new[:1] * 1.1])  # class "w" gets 2 shots
+    y_new = ["w", "x", "y", "z", "w"]
+    base = CalibratedFewShotClassifier().fit(X_base, y_base)
+    fits = [
+        CalibratedFewShotClassifier(
+            base=base, one_shot_radius=r, support_scatter="off"
+        ).fit(X_new, y_new)
+        for r in ("pooled", "own")
+    ]
+    np.testing.assert_allclose(fits[0].coef_[0], fits[1].coef_[0])
+    assert not np.allclose(fits[0].coef_[1:], fits[1].coef_[1:])
