@@ -1,5 +1,6 @@
 """Conv6Embedder: pre-trains Conv-6 with CE + SupCon, maps subtomograms to features."""
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -12,6 +13,7 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from . import _runtime
 from ._callbacks import WarmupCosineLR
 from ._progress import progress_bar, visible
 from ._runtime import PageReleaser
@@ -132,7 +134,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         float rounding.
     amp : bool, default=False
         Mixed precision in :meth:`transform`: convolutions in bfloat16 (CPU
-        with AVX-512 BF16 or AMX, or a CUDA GPU with bfloat16 support).
+        with AVX-512 BF16 or AMX, or a CUDA GPU with bfloat16 support; other
+        CPUs emulate it, 300x slower, and get a ``RuntimeWarning``).
         Features then differ from float32 by about 0.5 % (relative) and are
         returned as float32. Training always runs in float32 (bfloat16
         autocast made the CE + SupCon loss diverge in our benchmark).
@@ -311,6 +314,14 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             if device.type == "cuda" and not torch.cuda.is_bf16_supported():
                 raise ValueError(
                     f"amp=True needs bfloat16 support; device {self.device} has none."
+                )
+            if device.type == "cpu" and not _runtime.cpu_has_native_bfloat16():
+                warnings.warn(
+                    "amp=True on a CPU without native bfloat16 (AVX-512 BF16 or "
+                    "AMX): PyTorch emulates it, about 300x slower than float32 "
+                    "on an AVX2 machine. Use amp=False here.",
+                    RuntimeWarning,
+                    stacklevel=3,
                 )
 
     @property

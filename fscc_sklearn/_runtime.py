@@ -8,6 +8,7 @@ import mmap
 import sys
 
 import numpy as np
+import torch
 
 # glibc mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -60,6 +61,17 @@ def tune_malloc(*, trim_threshold: int | None = None) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX).
+
+    Without it PyTorch emulates bfloat16 convolutions: measured 0.30 against
+    92 subtomograms/s in float32 on a 2-core AVX2 machine.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    # private torch helpers; a torch without them is treated as lacking support
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 class PageReleaser:

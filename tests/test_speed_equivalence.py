@@ -1,6 +1,7 @@
 """Speed levers of Conv6Embedder.transform give the features of the plain network."""
 
 import copy
+import warnings
 
 import joblib
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import fscc_sklearn._embedder as embedder_mod
+from fscc_sklearn import _runtime
 from fscc_sklearn.nn import Conv6
 
 
@@ -53,14 +55,29 @@ def test_micro_batch_and_batch_size_do_not_change_features(fitted, micro, monkey
     np.testing.assert_allclose(other.transform(X), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_amp_bfloat16_is_close_to_float32(fitted):
+def test_amp_bfloat16_is_close_to_float32(fitted, monkeypatch):
     emb, X = fitted
     other = copy.deepcopy(emb)
     other.amp = True
+    monkeypatch.setattr(_runtime, "cpu_has_native_bfloat16", lambda: True)
     a, b = emb.transform(X), other.transform(X)
     assert b.dtype == np.float32
     rel = np.linalg.norm(a - b) / np.linalg.norm(a)
     assert 0 < rel < 0.05  # bfloat16 rounding happened, and stayed small
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_warns_on_a_cpu_that_would_emulate_bfloat16(fitted, monkeypatch, native):
+    emb, X = fitted
+    other = copy.deepcopy(emb)
+    other.amp = True
+    monkeypatch.setattr(_runtime, "cpu_has_native_bfloat16", lambda: native)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        other.transform(X[:2])
+    slow = [w for w in seen if "without native bfloat16" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
+    assert all(w.category is RuntimeWarning for w in slow)
 
 
 def test_memory_mapped_input_gives_same_features(fitted, tmp_path):
