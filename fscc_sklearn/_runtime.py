@@ -25,7 +25,8 @@ def tune_malloc(*, trim_threshold: int | None = None) -> bool:
     This sets ``mallopt(M_MMAP_MAX, 0)`` and the trim threshold from inside a
     running process. Measured on 2 cores: embedding 110/s -> 165/s; pre-training
     at width 64 and batch 128 (several GB of activations, more than any finite
-    threshold ``mallopt`` accepts) 18/s -> 32/s with trimming off, the default.
+    threshold ``mallopt`` accepts) 13.5/s with a 1 GiB threshold -> 34.0/s with
+    trimming off, the default (benchmarks/results/pretraining_malloc.md).
 
     The setting is process-wide; calling again with another threshold changes
     it. The price: freed memory stays with the process, so its resident size
