@@ -157,8 +157,8 @@ def make_methods(quick: bool) -> dict:
         "kappa0_cov_s0.5": ("bayes", {"kappa": 0.0, "shrinkage": 0.5}),
         # the default before support_scatter (prior covariance only)
         "scatter_off": ("bayes", {"support_scatter": "off"}),
-        # the default before one_shot_radius (one-shot means at their own radius)
-        "radius_own": ("bayes", {"one_shot_radius": "own"}),
+        # the default before pool_radius_shots (every mean at its own radius)
+        "radius_own": ("bayes", {"pool_radius_shots": 0}),
         # directions measured before putting them in the library
         "pca32": ("pca", {"n_components": 32}),
         "pca128": ("pca", {"n_components": 128}),
@@ -517,7 +517,7 @@ def report(out: dict, md_path: Path, png_path: Path) -> None:
         "",
         'Variants are `CalibratedFewShotClassifier` (`method="bayes"`) with the '
         'default settings (k=2, kappa="auto", shrinkage=1, support_scatter="auto", '
-        'one_shot_radius="pooled") '
+        "pool_radius_shots=2) "
         "except: "
         + "; ".join(
             f"`{m}`: "

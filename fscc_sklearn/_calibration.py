@@ -277,20 +277,20 @@ def bayes_gaussian_parameters(support, y_idx, n_classes, stats, *, k, kappa, shr
     return means, shrink_to_identity(cov, shrinkage)
 
 
-def pool_one_shot_radii(means, counts, centre):
-    """Move the mean of every one-shot class to the episode's mean distance from
-    ``centre``, keeping its direction.
+def pool_radii(means, pooled, centre):
+    """Move the ``pooled`` class means to the episode's mean distance from
+    ``centre``, each keeping its direction.
 
-    A single noisy example says more about the direction of its class from the
-    base classes' centre than about its distance: a far-out example would make
-    its class claim few queries, a central one too many.
+    One or two noisy examples say more about the direction of their class from
+    the base classes' centre than about its distance: a far-out example would
+    make its class claim few queries, a central one too many.
     """
     offsets = means - centre
     radii = np.linalg.norm(offsets, axis=1)
-    one = (counts == 1) & (radii > 0)
-    pooled = means.copy()
-    pooled[one] = centre + offsets[one] * (radii.mean() / radii[one])[:, None]
-    return pooled
+    moved = pooled & (radii > 0)
+    out = means.copy()
+    out[moved] = centre + offsets[moved] * (radii.mean() / radii[moved])[:, None]
+    return out
 
 
 def empirical_kappa(support_means, prior_means, counts, stats, neighbours):
@@ -388,12 +388,14 @@ def support_scatter_linear(Z, y_idx, n_classes, means, cov, strength):
     The prior covariance ``cov`` is updated with the support's within-class
     scatter (see :mod:`fscc_sklearn._scatter`), with prior strength
     ``nu = strength * n_features`` pseudo-samples; ``strength="auto"`` chooses
-    it by leave-one-out on the support, ``np.inf`` keeps ``cov``.
+    it by leave-one-out on the support, ``np.inf`` keeps ``cov``. ``Z``,
+    ``y_idx`` and ``n_classes`` are the support features the scatter is learnt
+    from (possibly of some classes only); ``means`` are those of every class.
 
     Returns
     -------
-    coef : ndarray of shape (n_classes, n_features)
-    intercept : ndarray of shape (n_classes,)
+    coef : ndarray of shape (len(means), n_features)
+    intercept : ndarray of shape (len(means),)
     strength : float
         The prior strength used (``np.inf``: support scatter not used).
     """
@@ -466,10 +468,10 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     logistic regression on many samples from those Gaussians approximates).
     With two or more shots, the support's own within-class scatter may update
     that covariance (``support_scatter``, chosen by leave-one-out). The mean
-    of a class with a single example keeps its direction from the base
+    of a class with one or two examples keeps its direction from the base
     classes' centre but takes the episode's mean distance from it
-    (``one_shot_radius``). ``kappa=0, shrinkage=1, support_scatter="off",
-    one_shot_radius="own"`` is the nearest-prototype rule.
+    (``pool_radius_shots``). ``kappa=0, shrinkage=1, support_scatter="off",
+    pool_radius_shots=0`` is the nearest-prototype rule.
 
     ``method="paper"`` is FSCC's recipe (Yang et al. 2021): base statistics on
     the raw features; per support feature, the ``k`` nearest base classes give
@@ -509,12 +511,14 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         keeping the prior unless the support clearly disagrees with it. That
         recovers the cases where the pre-trained features vary most along
         directions that do not separate the new classes (docs/calibration.md).
-    one_shot_radius : {"pooled", "own"}, default="pooled"
-        "bayes": distance from the base classes' centre of the mean of a
-        class with one support example. "pooled": the mean distance of the
-        episode's class means (:func:`pool_one_shot_radii`; one noisy example
-        gives the direction of its class better than its distance); "own":
-        its own. Classes with 2 or more examples keep their own.
+        Only classes that keep their own radius (``pool_radius_shots``)
+        contribute their scatter.
+    pool_radius_shots : int >= 0, default=2
+        "bayes": the mean of a class with at most this many support examples
+        keeps its direction from the base classes' centre but takes the mean
+        distance of the episode's class means (:func:`pool_radii`; a noisy
+        example gives the direction of its class better than its distance).
+        0 keeps every class's own distance.
     tukey_lambda : float, default=0.5
         Power of the Tukey transform (0 means log).
     alpha : float, default=0.21
@@ -581,7 +585,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
             StrOptions({"auto", "off"}),
             Interval(Real, 0, None, closed="neither"),
         ],
-        "one_shot_radius": [StrOptions({"pooled", "own"})],
+        "pool_radius_shots": [Interval(Integral, 0, None, closed="left")],
         "tukey_lambda": [Interval(Real, None, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "n_samples": [Interval(Integral, 0, None, closed="left")],
@@ -600,7 +604,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         kappa="auto",
         shrinkage=1.0,
         support_scatter="auto",
-        one_shot_radius="pooled",
+        pool_radius_shots=2,
         tukey_lambda=0.5,
         alpha=0.21,
         n_samples=750,
@@ -615,7 +619,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.kappa = kappa
         self.shrinkage = shrinkage
         self.support_scatter = support_scatter
-        self.one_shot_radius = one_shot_radius
+        self.pool_radius_shots = pool_radius_shots
         self.tukey_lambda = tukey_lambda
         self.alpha = alpha
         self.n_samples = n_samples
@@ -662,12 +666,17 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
                 Z, y_idx, len(self.classes_), stats, k=self.k,
                 kappa=self.kappa, shrinkage=self.shrinkage,
             )  # fmt: skip
-            if self.one_shot_radius == "pooled":
-                counts = np.bincount(y_idx, minlength=len(self.classes_))
-                means = pool_one_shot_radii(means, counts, stats.centre)
+            counts = np.bincount(y_idx, minlength=len(self.classes_))
+            pooled = counts <= self.pool_radius_shots
+            means = pool_radii(means, pooled, stats.centre)
+            # the scatter is learnt from the classes that keep their own radius
+            own = ~pooled[y_idx]
+            own_classes, own_idx = np.unique(y_idx[own], return_inverse=True)
             strength = np.inf if self.support_scatter == "off" else self.support_scatter
+            if not own.any():
+                strength = np.inf
             self.coef_, self.intercept_, self.support_scatter_ = support_scatter_linear(
-                Z, y_idx, len(self.classes_), means, cov, strength
+                Z[own], own_idx, len(own_classes), means, cov, strength
             )
             self.n_iter_ = np.ones(1, dtype=int)
             return self

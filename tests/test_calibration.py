@@ -292,7 +292,7 @@ def test_kappa_limits_give_support_and_base_means(k_shot):
 def test_kappa_zero_full_shrinkage_is_nearest_prototype():
     base, Xs, ys, Xn, _ = novel_episode(k_shot=2, d=8, seed=3)
     clf = CalibratedFewShotClassifier(
-        base=base, kappa=0.0, shrinkage=1.0, support_scatter="off"
+        base=base, kappa=0.0, shrinkage=1.0, support_scatter="off", pool_radius_shots=0
     ).fit(Xs, ys)
     Z, Zq = np.sqrt(Xs), np.sqrt(Xn)
     protos = np.stack([Z[ys == c].mean(0) for c in clf.classes_])

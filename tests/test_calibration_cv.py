@@ -52,9 +52,9 @@ def make_anisotropic(n_classes=12, n_per_class=20, d=8, seed=0):
     [
         (
             make_twins,
-            # pooled one-shot radii narrow the gap this case is about
-            {"k": [1], "kappa": [0.0, 1.0], "one_shot_radius": ["own"]},
-            {"k": 1, "kappa": 1.0, "one_shot_radius": "own"},
+            # pooled radii narrow the gap this case is about
+            {"k": [1], "kappa": [0.0, 1.0], "pool_radius_shots": [0]},
+            {"k": 1, "kappa": 1.0, "pool_radius_shots": 0},
         ),
         (make_classes, {"k": [1], "kappa": [20.0, 0.0]}, {"k": 1, "kappa": 0.0}),
         (
@@ -89,7 +89,7 @@ def test_pseudo_novel_classes_are_left_out_of_the_base_statistics():
 def test_cv_results_hold_every_split_and_rank_ties_first():
     X, y = make_classes(n_classes=7)
     grid = [{"kappa": [0.0], "k": [1, 2]}, {"kappa": [4.0]}]
-    cv = CalibratedFewShotClassifierCV(grid, n_shot=2, **FAST).fit(X, y)
+    cv = CalibratedFewShotClassifierCV(grid, n_shot=3, **FAST).fit(X, y)
     r = cv.cv_results_
     assert cv.n_way_ == 5  # min(5, 7 - 2)
     assert r["params"] == [
