@@ -415,7 +415,9 @@ def test_constant_features_give_finite_uniform_probabilities(method):
     )
     proba = base.predict_proba(np.ones((2, 5)))
     np.testing.assert_allclose(proba, 1 / 3, atol=1e-6)
-    few = CalibratedFewShotClassifier(method=method, base=base, n_samples=20)
+    few = CalibratedFewShotClassifier(
+        method=method, base=base, n_samples=20, random_state=0
+    )
     proba = few.fit(np.ones((2, 5)), [0, 1]).predict_proba(np.ones((2, 5)))
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba, 0.5, atol=0.05)  # paper: sampling noise
