@@ -466,8 +466,8 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
     which measured best on simulated subtomograms). Queries go to the class of
     highest Gaussian likelihood, a linear classifier in closed form (what a
     logistic regression on many samples from those Gaussians approximates).
-    With two or more shots, the support's own within-class scatter may update
-    that covariance (``support_scatter``, chosen by leave-one-out). The mean
+    With three or more shots, the support's own within-class scatter may
+    update that covariance (``support_scatter``, chosen by leave-one-out). The mean
     of a class with one or two examples keeps its direction from the base
     classes' centre but takes the episode's mean distance from it
     (``pool_radius_shots``). ``kappa=0, shrinkage=1, support_scatter="off",
@@ -503,7 +503,8 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         nearest-mean metric; 0: the neighbours' shrunk base covariance).
     support_scatter : "auto", "off" or float > 0, default="auto"
         "bayes": whether the shared covariance also learns from the support's
-        own within-class scatter (needs a class with 2 or more shots). The
+        own within-class scatter (needs a class with 2 or more shots that
+        keeps its own radius, see ``pool_radius_shots``). The
         covariance becomes ``(nu * prior + scatter) / (nu + n - N)`` with
         ``nu = support_scatter * n_features`` pseudo-samples of the prior:
         "off" (or ``np.inf``) keeps the prior alone; "auto" chooses ``nu``
