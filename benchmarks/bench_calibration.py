@@ -293,6 +293,14 @@ def paired(a, b):
     return float(d.mean()), float(1.96 * d.std(ddof=1) / np.sqrt(len(d)))
 
 
+def paired_cell(a, b) -> str:
+    """Table cell of the paired difference ``a - b`` with its 95% CI, flagged
+    when ``a`` is significantly worse."""
+    d, c = paired(a, b)
+    flag = " **(worse)**" if d + c < 0 else ""
+    return f"{d:+.3f} ± {c:.3f}{flag}"
+
+
 def machine_info() -> dict:
     import scipy
     import sklearn
@@ -492,9 +500,7 @@ def report(out: dict, md_path: Path, png_path: Path) -> None:
         def diff(a, b, acc=acc):
             if a not in acc or b not in acc:
                 return "n/a"
-            d, c = paired(acc[a], acc[b])
-            flag = " **(worse)**" if d + c < 0 else ""
-            return f"{d:+.3f} ± {c:.3f}{flag}"
+            return paired_cell(acc[a], acc[b])
 
         cells = [
             f"{r['mean'][m]:.3f} ± {r['ci95'][m]:.3f}" if m in acc else "n/a"

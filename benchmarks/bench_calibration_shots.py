@@ -91,11 +91,7 @@ def main(argv=None) -> None:
         a = {m: np.asarray(v) for m, v in r["accuracies"].items()}
         best = max(("proto", "support_lr"), key=lambda m: a[m].mean())
         cells = [f"{a[m].mean():.3f}" for m in [*METHODS, *BASELINES]]
-        diffs = []
-        for other in (best, "pool_0"):
-            mean, half = bc.paired(a["default"], a[other])
-            flag = " **(worse)**" if mean + half < 0 else ""
-            diffs.append(f"{mean:+.3f} ± {half:.3f}{flag}")
+        diffs = [bc.paired_cell(a["default"], a[other]) for other in (best, "pool_0")]
         lines.append(f"| {' | '.join(key.split('|'))} | {' | '.join(cells)} | "
                      f"{diffs[0]} ({best}) | {diffs[1]} |")  # fmt: skip
     (RESULTS / "calibration_shots.md").write_text("\n".join(lines) + "\n")

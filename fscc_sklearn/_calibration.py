@@ -399,6 +399,8 @@ def support_scatter_linear(Z, y_idx, n_classes, means, cov, strength):
     strength : float
         The prior strength used (``np.inf``: support scatter not used).
     """
+    if len(Z) == 0:  # no support features to learn a scatter from
+        return *_linear_gaussian(means, cov), np.inf
     if _is_diagonal(cov):
         scale = np.sqrt(_floored_variances(cov, means))
 
@@ -674,8 +676,6 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
             own = ~pooled[y_idx]
             own_classes, own_idx = np.unique(y_idx[own], return_inverse=True)
             strength = np.inf if self.support_scatter == "off" else self.support_scatter
-            if not own.any():
-                strength = np.inf
             self.coef_, self.intercept_, self.support_scatter_ = support_scatter_linear(
                 Z[own], own_idx, len(own_classes), means, cov, strength
             )

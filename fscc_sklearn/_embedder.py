@@ -16,7 +16,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from . import _runtime
 from ._callbacks import WarmupCosineLR
 from ._progress import progress_bar, visible
-from ._runtime import PageReleaser
 from ._validation import (
     check_class_counts,
     check_volume_shape,
@@ -418,7 +417,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             else torch.contiguous_format
         )
         out = np.empty((len(X), module.num_features), dtype=np.float32)
-        pages = PageReleaser(X)
+        pages = _runtime.PageReleaser(X)
         with (
             progress_bar(len(X), "embedding", visible(self.progress)) as bar,
             torch.inference_mode(),
