@@ -1,5 +1,7 @@
 """Few-shot classification of cryo-ET subtomograms (FSCC) as scikit-learn estimators."""
 
+import importlib
+
 from ._baselines import (
     BaselineClassifier,
     BaselinePlusPlusClassifier,
@@ -48,3 +50,13 @@ __all__ = [
     "tukey_transform",
     "tune_malloc",
 ]
+
+# subpackages reachable as attributes (``fs.datasets``) without importing the
+# optional ones (plotting needs matplotlib, distributed needs dask) up front
+_SUBMODULES = ("datasets", "distributed", "io", "nn", "plotting")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -183,14 +183,35 @@ def evaluate_episodes(
     return EpisodeResult(float(accs.mean()), float(ci95), accs, seeds)
 
 
+def _check_fold_classes(y, n_way, per_class):
+    """Refuse a test fold with too few classes for one episode, naming its count.
+
+    ``GridSearchCV`` turns a scorer's error into a NaN score (with a warning
+    that quotes this message), or raises it with ``error_score="raise"``.
+    """
+    classes, counts = np.unique(_check_labels(y), return_counts=True)
+    usable = int(np.sum(counts >= per_class))
+    if usable < n_way:
+        raise ValueError(
+            f"The test fold holds {len(classes)} classes ({usable} with >= "
+            f"{per_class} samples); a {n_way}-way episodic score needs {n_way}. "
+            "Use fewer folds (e.g. GroupKFold(n_splits=2)) or a smaller n_way."
+        )
+
+
 def make_episodic_scorer(n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
     """A scorer ``(estimator, X, y) -> mean episodic accuracy`` for ``GridSearchCV``.
 
     Use it with a class-disjoint split (e.g. ``GroupKFold`` with ``groups=y``) so
     each test fold holds classes the estimator never saw, as novel classes are.
+    A test fold with fewer than ``n_way`` classes (of ``k_shot + n_query``
+    samples each) raises a ValueError naming its class count; pass
+    ``error_score="raise"`` to ``GridSearchCV`` to stop there instead of
+    scoring that candidate NaN.
     """
 
     def episodic_accuracy(estimator, X, y):
+        _check_fold_classes(y, n_way, k_shot + n_query)
         return evaluate_episodes(
             estimator,
             X,
