@@ -49,12 +49,12 @@ def main(argv=None):
         vol, vs = load_map(name)
         _panel(axes[i], prepare_map(vol, vs, 10.0), f"packaged {name}")
     start = int(np.ceil(len(packaged) / cols)) * cols
-    for j, ((name, vol), recipe) in enumerate(zip(pm.maps.items(), pm.recipes)):
+    for j, (vol, recipe) in enumerate(zip(pm.maps.values(), pm.recipes, strict=True)):
         title = f"{recipe['symmetry'].split(':')[0]} {recipe['diameter'] / 10:.0f} nm"
         _panel(axes[start + j], vol, title)
     fig.suptitle(
-        "Packaged SHREC maps (top) and procedural maps, seed "
-        f"{args.seed} (below): z-projection | central x-slice, 10 Å voxels, 40 nm boxes",
+        f"Packaged SHREC maps (top) and procedural maps, seed {args.seed} (below): "
+        "z-projection | central x-slice, 10 Å voxels, 40 nm boxes",
         fontsize=8,
     )
     fig.tight_layout()

@@ -14,6 +14,7 @@ from ._callbacks import EpisodicValidation, WarmupCosineLR
 from ._checkpoint import AtomicCheckpoint, load_checkpoint
 from ._embedder import Conv6Embedder
 from ._persistence import load_model, save_model
+from ._pretrained import pretrained_embedder, pretrained_model
 from ._recipes import pretraining_recipe
 from ._runtime import tune_malloc
 from .model_selection import (
@@ -44,6 +45,8 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "make_episodic_scorer",
+    "pretrained_embedder",
+    "pretrained_model",
     "pretraining_recipe",
     "sample_episode",
     "save_model",

@@ -215,6 +215,8 @@ def _fingerprint(net, X, y) -> dict:
         if isinstance(value, np.random.RandomState | np.random.Generator):
             value = type(value).__name__  # its state moves as it is used
         params[key] = re.sub(r" at 0x[0-9a-f]+", "", repr(value))
+    if hasattr(X, "fingerprint"):  # a stream: its settings and maps
+        return {"params": params, "data": X.fingerprint()}
     digest = hashlib.blake2b(digest_size=16)
     for arr in (X, y):
         arr = np.ascontiguousarray(arr)
@@ -258,7 +260,10 @@ def _replay_sampler_on_first_iterator(net, n_epochs: int) -> None:
 
     def get_iterator(dataset, training=False):
         loader = original(dataset, training=training)
-        if training:
+        if training and hasattr(loader, "skip_epochs"):  # a stream
+            _uninstall_hook(net)
+            loader.skip_epochs(n_epochs)
+        elif training:
             _uninstall_hook(net)
             sampler = getattr(loader, "batch_sampler", None) or loader.sampler
             for _ in range(n_epochs):

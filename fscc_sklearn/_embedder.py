@@ -16,12 +16,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from . import _runtime
 from ._callbacks import WarmupCosineLR
 from ._progress import progress_bar, visible
+from ._stream_loader import StreamDataset, StreamLoader
 from ._validation import (
     check_class_counts,
     check_volume_shape,
     check_volumes,
     raise_non_finite,
 )
+from .datasets import SubtomogramStream
 from .nn import CESupConLoss, ClassBalancedBatchSampler, Conv6, fuse_for_inference
 from .nn._augment import WedgeSafeAugment
 
@@ -155,6 +157,12 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         :class:`~fscc_sklearn.WarmupCosineLR`). None keeps ``lr`` constant.
     warmup_epochs : float, default=1.0
         Warm-up length of ``lr_schedule="cosine"``.
+    initial_weights : None, "general" or path, default=None
+        Start training from the weights of a model file (or of the shipped
+        ``"general"`` model, see :func:`~fscc_sklearn.pretrained_embedder`)
+        instead of a random initialisation: every layer but the class layer
+        ``fc`` (the base classes differ). The network must have the same
+        shape (e.g. ``module__width=32`` for ``"general"``).
 
     Attributes
     ----------
@@ -206,6 +214,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         augment="flip_shift",
         lr_schedule="cosine",
         warmup_epochs=1.0,
+        initial_weights=None,
         **kwargs,
     ):
         super().__init__(
@@ -229,6 +238,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         self.augment = augment
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
+        self.initial_weights = initial_weights
 
     @property
     def _default_callbacks(self):
@@ -261,10 +271,35 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         kwargs.setdefault("n_classes", len(self.classes_))
         kwargs.setdefault("volume_size", self.input_shape_[-1])
         self.module_ = self.initialized_instance(self.module, kwargs)
+        if self.initial_weights is not None:
+            self._load_initial_weights()
         if self._training_channels_last:
             self.module_ = self.module_.to(memory_format=torch.channels_last_3d)
         self.__dict__.pop("_inference_cache_", None)
         return self
+
+    def _load_initial_weights(self):
+        """Start from another model's weights: all but the class layer ``fc``."""
+        # imported here: persistence and pretrained build on this module
+        from ._pretrained import embedder_from
+
+        source = embedder_from(self.initial_weights).module_.state_dict()
+        target = self.module_.state_dict()
+        wanted = [k for k in target if not k.startswith("fc.")]
+        mismatched = [
+            f"{k} {tuple(source[k].shape)} vs {tuple(target[k].shape)}"
+            for k in wanted
+            if k in source and source[k].shape != target[k].shape
+        ]
+        missing = [k for k in wanted if k not in source]
+        if mismatched or missing:
+            raise ValueError(
+                f"initial_weights={self.initial_weights!r} does not fit this network "
+                f"(give the same module__width and module__ params): "
+                f"{'; '.join(mismatched + missing)[:300]}"
+            )
+        target.update({k: source[k] for k in wanted})
+        self.module_.load_state_dict(target)
 
     def _augmenter(self):
         if self.augment is None:
@@ -355,6 +390,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         seed = int(self.sampler_rng_.integers(2**63 - 1)) if training else 0
+        if isinstance(dataset, StreamDataset):
+            return StreamLoader(dataset.stream, seed, training=training, **kwargs)
         # DataLoader seeds its workers from a generator: give it ours, so the
         # caller's global torch RNG is never consumed
         kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
@@ -368,8 +405,16 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         )
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
-    def fit(self, X, y, **fit_params):
-        """Pre-train on base-class subtomograms ``X`` with labels ``y``."""
+    def fit(self, X, y=None, **fit_params):
+        """Pre-train on base-class subtomograms ``X`` with labels ``y``.
+
+        ``X`` may instead be a :class:`~fscc_sklearn.datasets.SubtomogramStream`
+        (and ``y`` None): every epoch then trains on ``batches_per_epoch`` fresh
+        class-balanced batches of the stream (its batch size, not
+        ``batch_size``, applies in training), drawn from ``random_state``.
+        """
+        if isinstance(X, SubtomogramStream):
+            return self._fit_stream(X, y, **fit_params)
         X = check_volumes(X)
         if not X.shape[2] == X.shape[3] == X.shape[4]:
             raise ValueError(f"Subtomograms must be cubic boxes; got {X.shape[2:]}.")
@@ -383,13 +428,27 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 f"Pre-training needs at least 2 base classes; got {len(self.classes_)}."
             )
         check_class_counts(y, minimum=2, what="Supervised contrastive pre-training")
+        self._check_training_params()
+        self.input_shape_ = X.shape[1:]
+        return super().fit(X, y_idx.astype(np.int64), **fit_params)
+
+    def _check_training_params(self):
         self._augmenter()  # validates augment
         if self.lr_schedule not in (None, "cosine"):
             raise ValueError(
                 f'lr_schedule must be None or "cosine"; got {self.lr_schedule!r}.'
             )
-        self.input_shape_ = X.shape[1:]
-        return super().fit(X, y_idx.astype(np.int64), **fit_params)
+
+    def _fit_stream(self, stream, y, **fit_params):
+        if y is not None:
+            raise ValueError(
+                "A SubtomogramStream carries its own labels; call fit(stream) "
+                f"without y (got y of type {type(y).__name__})."
+            )
+        self._check_training_params()
+        self.classes_ = np.asarray(stream.class_names)
+        self.input_shape_ = (1, stream.box, stream.box, stream.box)
+        return super().fit(StreamDataset(stream), None, **fit_params)
 
     def transform(self, X):
         """Features ``(n_samples, num_features)`` float32 of subtomograms ``X``.

@@ -51,6 +51,7 @@ _EMBEDDER_EXCLUDED = frozenset(
         "iterator_valid",
         "dataset",
         "callbacks",
+        "initial_weights",  # where training started; the weights are saved
         "train_split",
         "torch_load_kwargs",
         "device",

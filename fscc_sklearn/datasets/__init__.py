@@ -10,8 +10,10 @@ from ._shrec import (
     load_shrec19_like,
     load_shrec21_like,
 )
+from ._procedural import make_procedural_maps, symmetry_operators
 from ._simulate import missing_wedge_mask, simulate_subtomograms
 from ._stats import SHREC21_REFERENCE_STATS, noise_spectrum_stats
+from ._stream import SubtomogramStream
 
 __all__ = [
     "SHREC19_CLASSES",
@@ -19,13 +21,16 @@ __all__ = [
     "SHREC21_CLASSES",
     "SHREC21_NOVEL",
     "SHREC21_REFERENCE_STATS",
+    "SubtomogramStream",
     "available_maps",
     "get_data_home",
     "load_map",
     "load_shrec19_like",
     "load_shrec21_like",
+    "make_procedural_maps",
     "missing_wedge_mask",
     "noise_spectrum_stats",
     "prepare_map",
     "simulate_subtomograms",
+    "symmetry_operators",
 ]

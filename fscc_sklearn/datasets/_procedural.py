@@ -282,7 +282,7 @@ def make_procedural_maps(
     if n_maps < 1:
         raise ValueError(f"n_maps must be >= 1, got {n_maps}.")
     if not (np.isfinite(voxel_size) and voxel_size > 0):
-        raise ValueError(f"voxel_size must be a positive number of Å, got {voxel_size}.")
+        raise ValueError(f"voxel_size must be a positive number (Å), got {voxel_size}.")
     if box is not None and int(box) < 4:
         raise ValueError(f"box must be >= 4 voxels or None, got {box}.")
     if isinstance(random_state, int | np.integer):

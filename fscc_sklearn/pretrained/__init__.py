@@ -1,0 +1,1 @@
+"""Weights and model cards of the models that ship with fscc-sklearn."""
