@@ -3,7 +3,8 @@
 A map is an *assembly*: an asymmetric unit of one to three subunits (plus small
 surface bumps), copied by a symmetry operator (point group or short helix),
 scaled to a diameter, rendered as soft-edged solids, merged by their union,
-given internal density variation and blurred to about two voxels' resolution.
+given internal density variation (the same in every symmetry copy) and
+blurred (Gaussian, sigma 5-10 Å).
 The grammar and its ranges are documented in ``docs/pretrained.md``.
 """
 
@@ -120,8 +121,24 @@ def _draw_subunit(rng: np.random.Generator, size: float) -> dict:
     )
 
 
+def _draw_waves(rng: np.random.Generator, n_waves: int = 8) -> dict:
+    """Plane waves (wavelength 25-60 Å) that texture the asymmetric unit."""
+    d = rng.normal(size=(n_waves, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return dict(
+        vectors=d / rng.uniform(25.0, 60.0, size=(n_waves, 1)),
+        phases=rng.uniform(0, 2 * np.pi, n_waves),
+    )
+
+
+def _texture(waves: dict, local: np.ndarray) -> np.ndarray:
+    """Unit-variance smooth field at points given in the asymmetric unit's frame."""
+    phase = 2 * np.pi * local @ waves["vectors"].T + waves["phases"]
+    return np.sqrt(2.0 / len(waves["phases"])) * np.cos(phase).sum(axis=-1)
+
+
 def _draw_assembly(rng: np.random.Generator) -> dict:
-    """Recipe of one map: symmetry, asymmetric unit, diameter, texture."""
+    """Recipe of one map: symmetry, asymmetric unit, diameter (Å), texture."""
     symmetry = _draw_symmetry(rng)
     family = symmetry[0] if symmetry != "C1" else "C1"
     n_copies = len(symmetry_operators(symmetry)[0])
@@ -163,7 +180,8 @@ def _draw_assembly(rng: np.random.Generator) -> dict:
         subunits=subunits,
         diameter=float(np.exp(rng.uniform(lo, hi))),
         texture=float(rng.uniform(0.15, 0.45)),
-        blur=float(rng.uniform(0.5, 1.0)),
+        waves=_draw_waves(rng),
+        blur=float(rng.uniform(5.0, 10.0)),  # Å
     )
 
 
@@ -192,7 +210,7 @@ def _depth(unit: dict, points: np.ndarray) -> np.ndarray:
     return (1.0 - f) * axes[2]
 
 
-def _render(recipe: dict, voxel_size: float, box: int | None, rng) -> np.ndarray:
+def _render(recipe: dict, voxel_size: float, box: int | None) -> np.ndarray:
     rotations, translations = symmetry_operators(recipe["symmetry"])
     units = recipe["subunits"]
     # scale the unit-free assembly so its outer radius is diameter / 2 (Å)
@@ -208,6 +226,12 @@ def _render(recipe: dict, voxel_size: float, box: int | None, rng) -> np.ndarray
     edge = 0.6 * voxel_size  # soft edges: tanh over about one voxel
     density = np.zeros((n, n, n))
     for R, t in zip(rotations, translations, strict=True):
+        # internal density variation, drawn in the asymmetric unit's own frame
+        # so that every symmetry copy carries the same texture
+        local = (points - scale * t) @ R
+        texture = np.clip(
+            1.0 + recipe["texture"] * _texture(recipe["waves"], local), 0.2, None
+        )
         for u in units:
             placed = dict(
                 u,
@@ -216,12 +240,8 @@ def _render(recipe: dict, voxel_size: float, box: int | None, rng) -> np.ndarray
                 axes=scale * u["axes"],
             )
             solid = 0.5 * (1.0 + np.tanh(_depth(placed, points) / edge))
-            np.maximum(density, u["weight"] * solid, out=density)
-    # internal variation: smooth multiplicative texture, then the resolution
-    texture = ndimage.gaussian_filter(rng.standard_normal((n, n, n)), 1.0)
-    texture /= texture.std() + 1e-12
-    density *= np.clip(1.0 + recipe["texture"] * texture, 0.2, None)
-    density = ndimage.gaussian_filter(density, recipe["blur"])
+            np.maximum(density, u["weight"] * solid * texture, out=density)
+    density = ndimage.gaussian_filter(density, recipe["blur"] / voxel_size)
     peak = density.max()
     if not peak > 0:  # pragma: no cover - every solid has a positive core
         raise RuntimeError("An empty procedural map was drawn.")
@@ -241,8 +261,10 @@ def make_procedural_maps(
     rings, open shells, sheets; plus 0-6 small surface bumps) copied by a
     symmetry (C1, C2-C17, D2-D8, T, O or a short helix of 4-12 units), scaled
     to a diameter between 5 and 35 nm (log-uniform), rendered with soft edges,
-    merged by their union, textured (smooth internal density variation of
-    15-45 %) and blurred to about two voxels' resolution. See
+    merged by their union, textured (internal density variation of 15-45 %,
+    plane waves of 25-60 Å, the same in every symmetry copy) and blurred
+    (Gaussian, sigma 5-10 Å). Sizes, textures and blur are physical, so a map
+    drawn at another voxel size is the same object. See
     ``docs/pretrained.md`` for the grammar and its ranges.
 
     Map ``i`` depends only on ``random_state`` and ``i``: the first maps of a
@@ -293,7 +315,7 @@ def make_procedural_maps(
     for i in range(n_maps):
         rng = np.random.default_rng([seed, i])
         recipe = _draw_assembly(rng)
-        maps[f"proc_{i:06d}"] = _render(recipe, float(voxel_size), box, rng)
+        maps[f"proc_{i:06d}"] = _render(recipe, float(voxel_size), box)
         recipes.append(
             dict(
                 symmetry=recipe["symmetry"],
