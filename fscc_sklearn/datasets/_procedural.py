@@ -186,17 +186,10 @@ def _draw_assembly(rng: np.random.Generator) -> dict:
 
 
 def _depth(unit: dict, points: np.ndarray) -> np.ndarray:
-    """Signed depth inside one placed solid (Å, > 0 inside)."""
+    """Signed depth inside one placed solid (Å, > 0 inside, about the distance)."""
     u = (points - unit["centre"]) @ unit["rotation"]  # into local axes
     axes = unit["axes"]
     kind = unit["kind"]
-    if kind in ("blob", "ellipsoid"):
-        f = np.sqrt(np.sum((u / axes) ** 2, axis=-1))
-        return (1.0 - f) * axes.min()
-    if kind == "rod":  # blunt-ended superellipsoid along local axis 2
-        r2 = (u[..., 0] / axes[0]) ** 2 + (u[..., 1] / axes[1]) ** 2
-        f = (r2**2 + (u[..., 2] / axes[2]) ** 4) ** 0.25
-        return (1.0 - f) * axes[0]
     if kind == "ring":  # torus in the local (0, 1) plane, tube radius axes[2]
         rho = np.sqrt(u[..., 0] ** 2 + u[..., 1] ** 2)
         return axes[2] - np.sqrt((rho - axes[0]) ** 2 + u[..., 2] ** 2)
@@ -205,9 +198,29 @@ def _depth(unit: dict, points: np.ndarray) -> np.ndarray:
         depth = 0.5 * axes[2] - np.abs(r - axes[0])
         above = u[..., 2] - unit["cut"] * axes[0]
         return np.minimum(depth, above)
-    # sheet: rounded slab, thin along local axis 2
-    f = np.sum((u / axes) ** 4, axis=-1) ** 0.25
-    return (1.0 - f) * axes[2]
+    if kind in ("blob", "ellipsoid"):
+        f = np.sqrt(np.sum((u / axes) ** 2, axis=-1))
+    elif kind == "rod":  # blunt-ended superellipsoid along local axis 2
+        r2 = (u[..., 0] / axes[0]) ** 2 + (u[..., 1] / axes[1]) ** 2
+        f = (r2**2 + (u[..., 2] / axes[2]) ** 4) ** 0.25
+    else:  # sheet: rounded slab, thin along local axis 2
+        f = np.sum((u / axes) ** 4, axis=-1) ** 0.25
+    # (1 - f) times an axis approximates the distance to the surface: the
+    # shortest axis inside (no depth overshoot), the longest outside (no
+    # density smeared beyond the long ends)
+    return (1.0 - f) * np.where(f < 1.0, axes.min(), axes.max())
+
+
+def _extent(unit: dict) -> float:
+    """Largest distance of a subunit's surface from its centre (unit-free)."""
+    axes = unit["axes"]
+    if unit["kind"] == "ring":
+        return float(axes[0] + axes[2])
+    if unit["kind"] == "shell":
+        return float(axes[0] + 0.5 * axes[2])
+    if unit["kind"] in ("rod", "sheet"):  # box-like corners: a safe bound
+        return float(np.linalg.norm(axes))
+    return float(np.max(axes))
 
 
 def _render(recipe: dict, voxel_size: float, box: int | None) -> np.ndarray:
@@ -215,15 +228,16 @@ def _render(recipe: dict, voxel_size: float, box: int | None) -> np.ndarray:
     units = recipe["subunits"]
     # scale the unit-free assembly so its outer radius is diameter / 2 (Å)
     reach = max(
-        np.linalg.norm(R @ u["centre"] + t) + float(np.max(u["axes"]))
+        np.linalg.norm(R @ u["centre"] + t) + _extent(u)
         for R, t in zip(rotations, translations, strict=True)
         for u in units
     )
     scale = 0.5 * recipe["diameter"] / reach
-    n = int(np.ceil(recipe["diameter"] / voxel_size)) + 6 if box is None else int(box)
+    # 4 voxels of solvent each side hold the soft edge and the blur
+    n = int(np.ceil(recipe["diameter"] / voxel_size)) + 8 if box is None else int(box)
     grid = (np.arange(n) - (n - 1) / 2.0) * voxel_size
     points = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1)
-    edge = 0.6 * voxel_size  # soft edges: tanh over about one voxel
+    edge = 6.0  # Å: soft edges, about one voxel at 10 Å
     density = np.zeros((n, n, n))
     for R, t in zip(rotations, translations, strict=True):
         # internal density variation, drawn in the asymmetric unit's own frame
@@ -278,7 +292,7 @@ def make_procedural_maps(
         Voxel size of the maps in Å.
     box : int, optional
         Edge of every map's cube in voxels; by default each map gets its own
-        box, its diameter plus 6 voxels. A smaller box crops the particle.
+        box, its diameter plus 8 voxels. A smaller box crops the particle.
     random_state : int, RandomState instance or None, default=None
         Seed of the grammar.
 
