@@ -58,6 +58,8 @@ class WarmupCosineLR(Callback):
 
 def _steps_per_epoch(net, X, y):
     """Training batches per epoch, without drawing from the net's generators."""
+    if hasattr(X, "stream"):  # a StreamDataset: its own pass length
+        return X.stream.batches_per_epoch
     if y is not None and hasattr(net, "sampler_rng_"):  # class-balanced batches
         _, y_idx = np.unique(np.asarray(y), return_inverse=True)
         return len(ClassBalancedBatchSampler(y_idx, net.batch_size, seed=0))

@@ -120,7 +120,7 @@ class SubtomogramStream:
         if not self.snr[0] > 0:
             raise ValueError(f"snr must be > 0; got {snr}.")
         self.max_tilt = _as_range(max_tilt, "max_tilt")
-        if not 0 <= self.max_tilt[0] and self.max_tilt[1] <= 90:
+        if not (0 <= self.max_tilt[0] and self.max_tilt[1] <= 90):
             raise ValueError(f"max_tilt must lie in [0, 90] degrees; got {max_tilt}.")
         self.defocus = _as_range(defocus, "defocus")
         self.shift = float(shift)
