@@ -67,6 +67,24 @@ def stat_classes(stage: str, names: list[str]) -> list[str]:
     return (packaged + procedural)[:N_STAT_CLASSES]
 
 
+def snapshot_path(stage: str, epoch: int) -> Path:
+    return CACHE / stage / f"weights_epoch{epoch:03d}.pt"
+
+
+def _snapshots(stage: str):
+    """Callback: keep the weights of every 2nd epoch (accuracy vs samples seen)."""
+    import torch
+    from skorch.callbacks import Callback
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            epoch = len(net.history)
+            if epoch % 2 == 0 or epoch == net.max_epochs:
+                torch.save(net.module_.state_dict(), snapshot_path(stage, epoch))
+
+    return Snapshot()
+
+
 def model_path(stage: str) -> Path:
     return CACHE / stage / "model.safetensors"
 
@@ -104,7 +122,10 @@ def train_stage(stage: str, epochs: int | None = None):
         random_state=SEED,
         initial_weights=initial,
         verbose=1,
-        callbacks=[("checkpoint", AtomicCheckpoint(CACHE / stage))],
+        callbacks=[
+            ("checkpoint", AtomicCheckpoint(CACHE / stage)),
+            ("snapshot", _snapshots(stage)),
+        ],
     )
     t1 = time.time()
     emb.fit(stream)
