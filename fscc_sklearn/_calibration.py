@@ -1,11 +1,12 @@
 """Distribution calibration on frozen features: Bayesian Gaussian rule, FSCC recipe."""
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 
 import numpy as np
 from scipy.linalg import cho_solve, solve, solve_triangular
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -16,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ._grouping import class_means
 from ._scatter import choose_strength, scatter_gaussian
+from ._temperature import base_episode_temperatures, temperature_for_shots
 from ._validation import check_class_counts
 
 # Below this many support + synthetic features times dimensions, BLAS threads
@@ -96,6 +98,11 @@ class BaseStatistics:
     tukey_lambda : float or None, default=None
         Feature space of the statistics: ``None`` for raw features (the
         reference recipe), else the Tukey power applied before computing them.
+    proba_temperatures : tuple of (int, float), default=()
+        Softmax temperatures of few-shot scores at some numbers of shots, fitted
+        on pseudo-novel episodes of these classes by a base-mode
+        :class:`CalibratedFewShotClassifier` (see :func:`temperature_for_shots`);
+        empty: not calibrated.
     """
 
     classes: np.ndarray
@@ -103,6 +110,7 @@ class BaseStatistics:
     covariances: np.ndarray
     counts: np.ndarray
     tukey_lambda: float | None = None
+    proba_temperatures: tuple = ()
     _factors: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -535,8 +543,19 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         step, or scikit-learn's L-BFGS run to convergence (the published recipe).
     max_iter : int, default=1000
         "paper" with ``solver="lbfgs"``: iterations of L-BFGS.
+    calibrate_proba : "base_episodes" or None, default="base_episodes"
+        How ``predict_proba`` of few-shot fits is calibrated. "base_episodes":
+        the base-mode fit also fits softmax temperatures on pseudo-novel
+        episodes of the base classes (some held out as novel, the others as
+        their base classes; 1 and 5 shots) and stores them with the base
+        statistics; a few-shot fit divides its scores by the temperature of
+        its number of shots (interpolated, :func:`temperature_for_shots`).
+        ``None``: the scores' own softmax, far too confident on real features
+        (docs/calibration.md). Predictions never change.
     random_state : int, RandomState or None, default=None
-        "paper": seeds the sampling ("bayes" is deterministic).
+        "paper": seeds the sampling; both methods: the pseudo-novel episodes
+        of ``calibrate_proba`` (seed 0 when None, so "bayes" stays
+        deterministic).
 
     Attributes
     ----------
@@ -549,6 +568,9 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         of the logistic regression, with one row when there are 2 classes).
     intercept_ : ndarray of shape (n_classes,)
         Intercepts matching ``coef_``.
+    temperature_ : float
+        Divisor of the scores in ``predict_proba``: from the base statistics
+        for a few-shot fit with ``calibrate_proba``, else 1.
     support_scatter_ : float
         "bayes" few-shot fit only: prior strength ``nu / n_features`` used
         (``np.inf``: the support's scatter was not used).
@@ -595,6 +617,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         "C": [Interval(Real, 0, None, closed="neither")],
         "solver": [StrOptions({"newton", "lbfgs"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "calibrate_proba": [StrOptions({"base_episodes"}), None],
         "random_state": ["random_state"],
     }
 
@@ -614,6 +637,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         C=1.0,
         solver="newton",
         max_iter=1000,
+        calibrate_proba="base_episodes",
         random_state=None,
     ):
         self.base = base
@@ -629,6 +653,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.C = C
         self.solver = solver
         self.max_iter = max_iter
+        self.calibrate_proba = calibrate_proba
         self.random_state = random_state
 
     @property
@@ -650,20 +675,17 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         self.__dict__.pop("logreg_", None)  # left by an earlier fit with "lbfgs"
         Z = self._tukey(X)
         if self.base is None:
-            stats = self.base_statistics_ = BaseStatistics.from_features(
-                X, y, tukey_lambda=self._stats_space
-            )
-            self.classes_ = stats.classes
-            if self.method == "bayes":
-                # every base class is its own prior: the plain shrunk Gaussian rule
-                cov = np.tensordot(
-                    stats.counts / stats.counts.sum(), stats.shrunk_covariances(), 1
+            self._fit_base(X, Z, y, rng)
+            self.temperature_ = 1.0
+            if self.calibrate_proba is not None:
+                self.base_statistics_ = replace(
+                    self.base_statistics_,
+                    proba_temperatures=self._base_temperatures(X, y, rng),
                 )
-                self._set_linear(stats.means, shrink_to_identity(cov, self.shrinkage))
-                return self
-            return self._fit_logreg(Z, y, rng)
+            return self
         stats = self.base_statistics_ = self._checked_base(X)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self.temperature_ = self._few_shot_temperature(stats, y_idx)
         if self.method == "bayes":
             means, cov = bayes_gaussian_parameters(
                 Z, y_idx, len(self.classes_), stats, k=self.k,
@@ -688,6 +710,54 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
                 n_samples=self.n_samples, rng=rng, dtype=np.float32,
             )  # fmt: skip
             return self._fit_logreg(X_train, y_train, rng)
+
+    def _fit_base(self, X, Z, y, rng):
+        stats = self.base_statistics_ = BaseStatistics.from_features(
+            X, y, tukey_lambda=self._stats_space
+        )
+        self.classes_ = stats.classes
+        if self.method == "bayes":
+            # every base class is its own prior: the plain shrunk Gaussian rule
+            cov = np.tensordot(
+                stats.counts / stats.counts.sum(), stats.shrunk_covariances(), 1
+            )
+            self._set_linear(stats.means, shrink_to_identity(cov, self.shrinkage))
+        else:
+            self._fit_logreg(Z, y, rng)
+
+    def _base_temperatures(self, X, y, rng):
+        """``(n_shot, temperature)`` pairs from pseudo-novel episodes of the
+        base classes (see :func:`base_episode_temperatures`)."""
+        seed = 0 if self.random_state is None else rng.randint(np.iinfo(np.int32).max)
+        _, y_idx = np.unique(y, return_inverse=True)
+
+        def make_classifier(X_rest, y_rest):
+            stats = BaseStatistics.from_features(
+                X_rest, y_rest, tukey_lambda=self._stats_space
+            )
+            k = min(self.k, len(stats.classes))
+            return clone(self).set_params(base=stats, k=k, calibrate_proba=None)
+
+        return base_episode_temperatures(
+            make_classifier, X, y_idx, self.k, np.random.RandomState(seed)
+        )
+
+    def _few_shot_temperature(self, stats, y_idx):
+        if self.calibrate_proba is None:
+            return 1.0
+        if not stats.proba_temperatures:
+            warnings.warn(
+                "The base statistics carry no probability temperatures (fitted "
+                "with calibrate_proba=None, on fewer than 3 base classes, or built "
+                "directly), so predict_proba gives the scores' uncalibrated, "
+                "over-confident softmax; pass calibrate_proba=None to say that "
+                "is intended.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return 1.0
+        n_shot = float(np.bincount(y_idx).mean())
+        return temperature_for_shots(stats.proba_temperatures, n_shot)
 
     def _checked_base(self, X):
         stats = _as_base_statistics(self.base)
@@ -746,11 +816,26 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
         return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
 
     def predict_proba(self, X):
-        """Class probabilities, columns ordered as ``classes_``."""
+        """Class probabilities, columns ordered as ``classes_``: the softmax of
+        the scores divided by ``temperature_`` (see ``calibrate_proba``)."""
         X = self._validated(X)
-        if hasattr(self, "logreg_"):
+        temperature = getattr(self, "temperature_", 1.0)  # older model files
+        if temperature == 1.0 and hasattr(self, "logreg_"):
             return self.logreg_.predict_proba(X)
-        return softmax(X @ self.coef_.T + self.intercept_)
+        return softmax(self._scores(X) / temperature)
+
+    def _logits(self, X):
+        """Scores of every class, ``(n_samples, n_classes)``, before the
+        temperature: ``predict_proba`` is their softmax divided by it."""
+        return self._scores(self._validated(X))
+
+    def _scores(self, Z):
+        if not hasattr(self, "logreg_"):
+            return Z @ self.coef_.T + self.intercept_
+        scores = self.logreg_.decision_function(Z)
+        if scores.ndim == 1:  # binary: sigmoid(s) is the softmax of (0, s)
+            return np.column_stack([np.zeros_like(scores), scores])
+        return scores
 
     def predict(self, X):
         """Most probable class of every feature vector."""

@@ -14,9 +14,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from ._calibration import BaseStatistics, CalibratedFewShotClassifier
+from ._temperature import pseudo_novel_episodes
 
 # Set by the search itself, not searchable.
-_RESERVED = ("base", "method", "random_state")
+_RESERVED = ("base", "method", "calibrate_proba", "random_state")
 
 
 def _default_grid():
@@ -61,7 +62,8 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
     ----------
     param_grid : dict, list of dicts or None, default=None
         Parameters of :class:`CalibratedFewShotClassifier` to try, as for
-        ``GridSearchCV`` (``base``, ``method`` and ``random_state`` excluded).
+        ``GridSearchCV`` (``base``, ``method``, ``calibrate_proba`` and
+        ``random_state`` excluded).
         ``None``: the classifier's defaults; ``k`` in {1, 2, 4} x ``kappa`` in
         {"auto", 1, 4} x ``shrinkage`` in {1, 0.5}; ``kappa=0`` (nearest
         prototype); ``tukey_lambda`` in {0.25, 1}: 21 candidates.
@@ -311,15 +313,13 @@ def _score_split(X, y_idx, candidates, seed, *, n_way, n_shot, n_query, n_episod
                 stats[space] = BaseStatistics.from_features(
                     X[is_base], y_idx[is_base], tukey_lambda=space
                 )
-            models.append(clone(clf).set_params(base=stats[space]))
-        for _ in range(n_episodes):
-            support, query = [], []
-            for idx in members:
-                picked = rng.permutation(idx)
-                support.append(picked[:n_shot])
-                query.append(picked[n_shot : n_shot + n_query])
-            support, query = np.concatenate(support), np.concatenate(query)
-            episode_seed = rng.randint(np.iinfo(np.int32).max)
+            # scored by accuracy: no probability temperatures needed
+            models.append(
+                clone(clf).set_params(base=stats[space], calibrate_proba=None)
+            )
+        for support, query, episode_seed in pseudo_novel_episodes(
+            members, n_shot, n_query, n_episodes, rng
+        ):
             for i, clf in enumerate(models):
                 clf.set_params(random_state=episode_seed).fit(
                     X[support], y_idx[support]

@@ -59,7 +59,13 @@ _EMBEDDER_EXCLUDED = frozenset(
 )
 _EMBEDDER_PREFIXES = ("module__", "criterion__", "optimizer__")
 # fitted arrays of CalibratedFewShotClassifier restored when the saved one had them
-_CLASSIFIER_ARRAYS = ("coef_", "intercept_", "n_iter_", "support_scatter_")
+_CLASSIFIER_ARRAYS = (
+    "coef_",
+    "intercept_",
+    "n_iter_",
+    "support_scatter_",
+    "temperature_",
+)
 _STATS_ARRAYS = {"means": "float64", "covariances": "float64", "counts": "int64"}
 _LOGREG_SCALARS = (
     "C",
@@ -304,8 +310,34 @@ def _stats_scalars(stats) -> dict:
         for f in dataclasses.fields(stats)
         if not f.name.startswith("_")
         and f.name not in _STATS_ARRAYS
-        and f.name != "classes"
+        and f.name not in ("classes", "proba_temperatures")
     }
+
+
+def _temperatures_to_json(table) -> list:
+    return [[int(shots), float(t)] for shots, t in table]
+
+
+def _temperatures_from_json(entry) -> tuple:
+    """``proba_temperatures`` of a model file (absent before they existed)."""
+    if entry is None:
+        return ()
+    ok = isinstance(entry, list) and all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and isinstance(pair[0], int)
+        and pair[0] >= 1
+        and isinstance(pair[1], (int, float))
+        and np.isfinite(pair[1])
+        and pair[1] > 0
+        for pair in entry
+    )
+    if not ok:
+        raise ValueError(
+            f"probability temperatures {entry!r} are not [shots, temperature] pairs "
+            "of a positive integer and a positive number."
+        )
+    return tuple((shots, float(t)) for shots, t in entry)
 
 
 def _history(emb) -> list:
@@ -486,6 +518,7 @@ def _to_tensors(model) -> tuple[dict[str, np.ndarray], dict]:
             "classes": _labels_to_json(clf.classes_),
             "base_classes": _labels_to_json(stats.classes),
             "base_scalars": _stats_scalars(stats),
+            "proba_temperatures": _temperatures_to_json(stats.proba_temperatures),
             "n_features_in": int(clf.n_features_in_),
             "arrays": arrays,
             "logreg": logreg,
@@ -724,7 +757,10 @@ def _rebuild(tensors: dict, structure: dict, device: str):
             raise ValueError(f"classifier parameter '{key}' is not a scalar.")
     stat_fields = {f.name for f in dataclasses.fields(BaseStatistics)}
     scalars = c["base_scalars"]
-    if not set(scalars) <= stat_fields - set(_STATS_ARRAYS) - {"classes"}:
+    if not set(scalars) <= stat_fields - set(_STATS_ARRAYS) - {
+        "classes",
+        "proba_temperatures",
+    }:
         raise ValueError(f"unexpected base statistics fields {sorted(scalars)}.")
     arrays = c["arrays"]
     if not set(arrays) <= set(_CLASSIFIER_ARRAYS):
@@ -758,6 +794,7 @@ def _rebuild(tensors: dict, structure: dict, device: str):
             for name in _STATS_ARRAYS
         },
         **scalars,
+        proba_temperatures=_temperatures_from_json(c.get("proba_temperatures")),
     )
     clf = CalibratedFewShotClassifier(
         base=stats if c["has_base"] else None, **c["params"]
