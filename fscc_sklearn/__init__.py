@@ -2,28 +2,37 @@
 
 import importlib
 
-from ._baselines import (
-    BaselineClassifier,
-    BaselinePlusPlusClassifier,
-    PrototypeClassifier,
-    TukeyLogisticRegression,
-)
-from ._calibration import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
-from ._calibration_cv import CalibratedFewShotClassifierCV
-from ._callbacks import EpisodicValidation, WarmupCosineLR
-from ._checkpoint import AtomicCheckpoint, load_checkpoint
-from ._embedder import Conv6Embedder
-from ._persistence import load_model, save_model
-from ._pretrained import pretrained_embedder, pretrained_model
-from ._recipes import pretraining_recipe
-from ._runtime import tune_malloc
-from .model_selection import (
-    EpisodeResult,
-    adapt,
-    evaluate_episodes,
-    make_episodic_scorer,
-    sample_episode,
-)
+# Public names and the modules that define them, imported on first use: the
+# ``fscc`` command (``fscc --help``) must not pay for torch before it needs it
+_PUBLIC = {
+    "._baselines": (
+        "BaselineClassifier",
+        "BaselinePlusPlusClassifier",
+        "PrototypeClassifier",
+        "TukeyLogisticRegression",
+    ),
+    "._calibration": (
+        "BaseStatistics",
+        "CalibratedFewShotClassifier",
+        "tukey_transform",
+    ),
+    "._calibration_cv": ("CalibratedFewShotClassifierCV",),
+    "._callbacks": ("EpisodicValidation", "WarmupCosineLR"),
+    "._checkpoint": ("AtomicCheckpoint", "load_checkpoint"),
+    "._embedder": ("Conv6Embedder",),
+    "._persistence": ("load_model", "save_model"),
+    "._pretrained": ("pretrained_embedder", "pretrained_model"),
+    "._recipes": ("pretraining_recipe",),
+    "._runtime": ("tune_malloc",),
+    ".model_selection": (
+        "EpisodeResult",
+        "adapt",
+        "evaluate_episodes",
+        "make_episodic_scorer",
+        "sample_episode",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 
 __version__ = "0.1.0"
 
@@ -60,6 +69,14 @@ _SUBMODULES = ("datasets", "distributed", "io", "nn", "plotting")
 
 
 def __getattr__(name):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

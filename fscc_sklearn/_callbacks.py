@@ -169,3 +169,20 @@ class EpisodicValidation(Callback):
         precise_bn = dict(net.callbacks_).get("precise_bn")
         if precise_bn is not None:
             precise_bn.on_train_end(net, X=X, y=y)
+
+
+class RaiseOnInterrupt(Callback):
+    """Let Ctrl-C stop ``fit`` with :class:`KeyboardInterrupt` (for commands).
+
+    skorch ends ``fit`` quietly on KeyboardInterrupt and keeps the partly
+    trained net, which suits an interactive session; a command must stop
+    instead, so that nothing half-trained is saved. Place this callback last:
+    when training ends before ``max_epochs`` complete epochs, it raises
+    KeyboardInterrupt from ``on_train_end``, after the other callbacks have
+    wound down (progress bars closed, checkpoint written).
+    """
+
+    def on_train_end(self, net, **kwargs):
+        done = sum("train_loss" in row for row in net.history)
+        if done < net.max_epochs:
+            raise KeyboardInterrupt(f"after {done} of {net.max_epochs} epochs")

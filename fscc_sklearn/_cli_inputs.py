@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .datasets._maps import crop_or_pad
 from .io import extract_subtomograms, read_particle_list, read_subtomograms
-from .io._particles import read_star_blocks
+from .io._mrc import _header_voxel_size, open_mrc
+from .io._particles import ParticleTable, read_star_blocks
 from .io._write import _write_columns
 
 __all__ = [
+    "EdgeReport",
     "LabelledData",
     "read_labels_table",
+    "tomogram_info",
+    "volume_digests",
     "load_subtomogram_data",
     "load_tomogram_data",
     "resample_volumes",
@@ -46,6 +51,11 @@ class LabelledData:
         ``(x, y, z)`` in tomogram voxels when known.
     source : str
         What was read (for messages).
+    labelled : ndarray of shape (n,) of bool
+        Which subtomograms have a label (a labels table may label a subset;
+        the others hold ``""`` in ``y``). All False when ``y`` is None.
+    labels_source : str or None
+        The labels table or particle list the labels came from.
     """
 
     X: np.ndarray
@@ -54,6 +64,12 @@ class LabelledData:
     names: list[str]
     coords: np.ndarray | None
     source: str
+    labelled: np.ndarray = field(default=None)
+    labels_source: str | None = None
+
+    def __post_init__(self):
+        if self.labelled is None:
+            self.labelled = np.full(len(self.names), self.y is not None)
 
     def subset(self, rows: np.ndarray) -> LabelledData:
         return LabelledData(
@@ -63,7 +79,27 @@ class LabelledData:
             [self.names[i] for i in rows],
             None if self.coords is None else self.coords[rows],
             self.source,
+            self.labelled[rows],
+            self.labels_source,
         )
+
+    def without_labels(self) -> LabelledData:
+        """The same subtomograms with their labels dropped."""
+        return LabelledData(
+            self.X, None, self.voxel_size, self.names, self.coords, self.source
+        )
+
+
+def volume_digests(X: np.ndarray) -> list[str]:
+    """SHA-256 of every volume's float32 bytes: identifies a subtomogram by content.
+
+    An adapted model stores the digests of its support examples, so a later
+    prediction can recognise them whatever file or tomogram they come from.
+    """
+    return [
+        hashlib.sha256(np.ascontiguousarray(v, dtype=np.float32).tobytes()).hexdigest()
+        for v in X
+    ]
 
 
 # ----------------------------------------------------------------------------
@@ -186,12 +222,15 @@ def load_subtomogram_data(
     *,
     need_labels: bool,
     voxel_size: float | None = None,
+    use_labels: bool = True,
 ) -> LabelledData:
     """Read subtomograms (folder or stack) and match their labels.
 
     ``labels`` defaults to ``labels.csv``/``labels.star`` in the folder (or
     ``<stack>_labels.csv`` next to a stack). Without ``need_labels`` a missing
-    labels file is fine (``y`` is None).
+    labels file is fine (``y`` is None); with ``use_labels=False`` no labels
+    are looked for. A table with a subtomogram column may label a subset of
+    the files (see ``LabelledData.labelled``).
     """
     path = Path(path)
     if not path.exists():
@@ -202,7 +241,9 @@ def load_subtomogram_data(
         f"{i + 1}@{Path(f).name}" if _is_stack(f, path) else Path(f).name
         for f, i in zip(sub.filenames, sub.index_in_file, strict=True)
     ]
-    labels_path = Path(labels) if labels is not None else _default_labels_file(path)
+    labels_path = None
+    if use_labels:
+        labels_path = Path(labels) if labels is not None else _default_labels_file(path)
     if labels_path is None:
         if need_labels:
             raise ValueError(
@@ -212,8 +253,14 @@ def load_subtomogram_data(
         return LabelledData(sub.X, None, vs, names, None, str(path))
     table = read_labels_table(labels_path)
     order = _match(table, sub, names, path)
-    coords = None if table.coords is None else table.coords[order]
-    return LabelledData(sub.X, table.labels[order], vs, names, coords, str(path))
+    labelled = order >= 0
+    y = np.where(labelled, table.labels[order], "")
+    coords = None
+    if table.coords is not None:
+        coords = np.where(labelled[:, None], table.coords[order], np.nan)
+    return LabelledData(
+        sub.X, y, vs, names, coords, str(path), labelled, str(labels_path)
+    )
 
 
 def _is_stack(filename: str, path: Path) -> bool:
@@ -221,7 +268,7 @@ def _is_stack(filename: str, path: Path) -> bool:
 
 
 def _match(table: LabelsTable, sub, names: list[str], path: Path) -> np.ndarray:
-    """Row of ``table`` for every subtomogram."""
+    """Row of ``table`` for every subtomogram (-1: the table does not list it)."""
     n = len(names)
     if table.names is None:
         if len(table.labels) != n:
@@ -241,10 +288,7 @@ def _match(table: LabelsTable, sub, names: list[str], path: Path) -> np.ndarray:
         keys[key] = row
     order = np.empty(n, dtype=np.int64)
     for i, (f, idx) in enumerate(zip(sub.filenames, sub.index_in_file, strict=True)):
-        row = keys.pop((Path(f).name, int(idx)), None)
-        if row is None:
-            raise ValueError(f"{table.path}: no label for subtomogram '{names[i]}'.")
-        order[i] = row
+        order[i] = keys.pop((Path(f).name, int(idx)), -1)
     if keys:
         row = min(keys.values())
         raise ValueError(
@@ -265,47 +309,107 @@ def _voxel_size(header: float | None, given: float | None, source: str) -> float
     return float(given)
 
 
+@dataclass
+class EdgeReport:
+    """Particles of a list that did not fit the tomogram as they are.
+
+    Attributes
+    ----------
+    outside : ndarray of int
+        Rows of the list whose centre lies outside the tomogram (skipped).
+    crossing : ndarray of int
+        Rows whose box crosses the tomogram edge (skipped or padded).
+    padded : bool
+        Whether ``crossing`` rows were padded (else skipped).
+    shape : tuple of int
+        The tomogram's ``(Z, Y, X)`` shape.
+    """
+
+    outside: np.ndarray
+    crossing: np.ndarray
+    padded: bool
+    shape: tuple[int, int, int]
+
+
+def tomogram_info(tomogram: str | os.PathLike) -> tuple[tuple[int, ...], float | None]:
+    """Shape ``(Z, Y, X)`` and header voxel size (None when unset) of an MRC file."""
+    with open_mrc(tomogram) as mrc:
+        return tuple(mrc.data.shape), _header_voxel_size(mrc, Path(tomogram))
+
+
 def load_tomogram_data(
     tomogram: str | os.PathLike,
-    particles: str | os.PathLike,
+    particles: str | os.PathLike | ParticleTable,
     box: int,
     *,
     need_labels: bool,
     voxel_size: float | None = None,
+    use_labels: bool = True,
+    edge: str = "skip",
     chunk: int = 256,
     progress=None,
-) -> tuple[LabelledData, int]:
-    """Extract boxes at the particles of a list; returns the data and the number
-    of particles skipped at the tomogram border."""
-    table = read_particle_list(particles)
-    if need_labels and table.labels is None:
-        raise ValueError(f"Particle list '{particles}' has no label column.")
+) -> tuple[LabelledData, EdgeReport]:
+    """Extract boxes at the particles of a list.
+
+    Particles whose centre lies outside the tomogram are skipped; those whose
+    box crosses its edge are skipped (``edge="skip"``) or padded with the mean
+    of the part of their box inside the tomogram (``edge="pad"``). Both are
+    listed in the returned :class:`EdgeReport`.
+    """
+    table = (
+        particles
+        if isinstance(particles, ParticleTable)
+        else read_particle_list(particles)
+    )
+    source = table.source or str(particles)
+    labels = table.labels if use_labels else None
+    if need_labels and labels is None:
+        raise ValueError(f"Particle list '{source}' has no label column.")
     if len(table) == 0:
-        raise ValueError(f"Particle list '{particles}' lists no particles.")
-    parts, kept, skipped, vs = [], [], 0, None
-    for start in range(0, len(table), chunk):
-        res = extract_subtomograms(
-            tomogram, table.coords[start : start + chunk], box, border="skip"
+        raise ValueError(f"Particle list '{source}' lists no particles.")
+    shape, _ = tomogram_info(tomogram)
+    centres = np.floor(table.coords[:, ::-1] + 0.5)  # (z, y, x), as extraction does
+    inside = np.all((centres >= 0) & (centres < np.array(shape)), axis=1)
+    rows = np.flatnonzero(inside)
+    if not len(rows):
+        raise ValueError(
+            f"All {len(table)} particle centres of '{source}' lie outside "
+            f"'{tomogram}' of shape (Z, Y, X)={shape}; check the axis order "
+            "(the list's format) and the binning."
         )
+    border = "pad" if edge == "pad" else "skip"
+    parts, kept, crossing, vs = [], [], [], None
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        res = extract_subtomograms(tomogram, table.coords[part], box, border=border)
         parts.append(res.X)
-        kept.append(res.kept + start)
-        skipped += res.n_skipped
+        kept.append(part[res.kept])
+        crossing.append(part[res.skipped if border == "skip" else res.padded])
         vs = res.voxel_size
         if progress is not None:
-            progress.update(min(chunk, len(table) - start))
+            progress.update(len(part))
     kept = np.concatenate(kept)
+    report = EdgeReport(
+        np.flatnonzero(~inside), np.concatenate(crossing), border == "pad", shape
+    )
     if not len(kept):
         raise ValueError(
-            f"All {len(table)} particles of '{particles}' lie too close to the border "
-            f"of '{tomogram}' for a {box}^3 box."
+            f"All {len(table)} particles of '{source}' lie too close to the edge "
+            f"of '{tomogram}' for a {box}^3 box (pass --edge pad to keep them)."
         )
     vs = _voxel_size(vs, voxel_size, str(tomogram))
-    y = None if table.labels is None else np.asarray(table.labels, dtype=str)[kept]
+    y = None if labels is None else np.asarray(labels, dtype=str)[kept]
     names = [f"particle_{i + 1}" for i in kept]
     data = LabelledData(
-        np.concatenate(parts), y, vs, names, table.coords[kept], str(tomogram)
+        np.concatenate(parts),
+        y,
+        vs,
+        names,
+        table.coords[kept],
+        str(tomogram),
+        labels_source=None if y is None else source,
     )
-    return data, skipped
+    return data, report
 
 
 # ----------------------------------------------------------------------------
@@ -317,7 +421,10 @@ def resample_volumes(
 ) -> np.ndarray:
     """Resample volumes to ``voxel_to`` (Angstrom) and centre-crop/pad to ``box``.
 
-    Cubic-spline zoom by ``voxel_from / voxel_to``; padding uses each volume's mean.
+    Cubic-spline zoom by ``voxel_from / voxel_to``, voxels taken as cells (the
+    box's outer faces stay in place, so the physical scale is exact: 32 voxels
+    of 5 A become 16 of 10 A, each the average place of two); padding uses each
+    volume's mean.
     """
     from scipy.ndimage import zoom
 
@@ -328,9 +435,9 @@ def resample_volumes(
         and not np.isclose(voxel_from, voxel_to, rtol=1e-3)
     ):
         factor = voxel_from / voxel_to
-        X = np.stack([zoom(v, factor, order=3, mode="nearest") for v in X]).astype(
-            np.float32
-        )
+        X = np.stack(
+            [zoom(v, factor, order=3, mode="nearest", grid_mode=True) for v in X]
+        ).astype(np.float32)
     elif (voxel_from is None) != (voxel_to is None) and X.shape[-1] != box:
         raise ValueError(
             "Cannot resample: the voxel size is unknown on one side (pass "

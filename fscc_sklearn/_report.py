@@ -14,7 +14,7 @@ from sklearn.utils import check_random_state
 
 from .model_selection import few_shot_clone, sample_episode
 
-__all__ = ["EpisodicEvaluation", "episodic_evaluation", "write_report"]
+__all__ = ["EpisodicEvaluation", "at_chance", "episodic_evaluation", "write_report"]
 
 
 @dataclass
@@ -48,8 +48,27 @@ class EpisodicEvaluation:
             "seeds": self.seeds.tolist(),
             "classes": [str(c) for c in self.classes],
             "confusion": self.confusion.tolist(),
+            "chance": 1 / self.n_way,
+            "at_chance": at_chance(self),
             **self.extra,
         }
+
+
+def at_chance(evaluation: EpisodicEvaluation) -> bool:
+    """Whether the accuracy's 95% confidence interval includes chance (1 / N)."""
+    ci = 0.0 if np.isnan(evaluation.ci95) else evaluation.ci95
+    return bool(evaluation.mean - ci <= 1 / evaluation.n_way)
+
+
+def chance_warnings(evaluations: list[EpisodicEvaluation]) -> list[str]:
+    """One sentence per setting whose accuracy cannot be told from chance."""
+    return [
+        f"{e.n_way}-way {e.k_shot}-shot accuracy {e.mean:.3f} ± {e.ci95:.3f} is at "
+        f"chance ({1 / e.n_way:.3f}): its 95% confidence interval includes chance, "
+        "so the model does not separate these classes"
+        for e in evaluations
+        if at_chance(e)
+    ]
 
 
 def _episode(classifier, F, y, seed, n_way, k_shot, n_query):
@@ -159,8 +178,10 @@ def write_report(
         "chance",
     )
 
+    warnings = chance_warnings(evaluations)
     md = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
+    md += [x for w in warnings for x in ("", f"**Warning**: {w}.")]
     md += ["", "## Settings", ""]
     md += [f"- **{k}**: {v}" for k, v in facts.items()]
     for caption, name in plots.items():
@@ -182,7 +203,9 @@ def write_report(
     ]
     for r in rows:
         page.append("<tr>" + "".join(f"<td>{h(c)}</td>" for c in r) + "</tr>")
-    page += ["</table>", "<h2>Settings</h2>", "<ul>"]
+    page.append("</table>")
+    page += [f"<p><b>Warning</b>: {h(w)}.</p>" for w in warnings]
+    page += ["<h2>Settings</h2>", "<ul>"]
     page += [f"<li><b>{h(str(k))}</b>: {h(str(v))}</li>" for k, v in facts.items()]
     page.append("</ul>")
     for caption, name in plots.items():
@@ -193,6 +216,7 @@ def write_report(
         "title": title,
         "facts": facts,
         "evaluations": [e.as_dict() for e in evaluations],
+        "warnings": warnings,
         "plots": plots,
     }
     out = (folder / "report.md", folder / "report.html", folder / "results.json")

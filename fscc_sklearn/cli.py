@@ -12,28 +12,60 @@ from pathlib import Path
 
 import numpy as np
 
-from ._progress import bars_enabled, progress_bar
-
 DEFAULT_MODEL = "fscc_model.safetensors"
+
+# What the commands write into a report, plot or demo folder: with --force an
+# earlier run's files of these names are removed first, and nothing else.
+_OWN_FILES = (
+    "report.md",
+    "report.html",
+    "results.json",
+    "training.png",
+    "embedding.png",
+    "examples.png",
+    "accuracy_vs_shots.png",
+    "confusion_*shot.png",
+    "pretrained.safetensors",
+    "adapted_5shot.safetensors",
+    "predictions.csv",
+)
 
 
 class UserError(Exception):
     """A mistake in the command line or the inputs: reported in one line."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what was (not) written, for the one-line message."""
+
+
 def _say(args, *parts) -> None:
-    if not getattr(args, "quiet", False):
-        print(*parts, flush=True)
+    """Results: on stdout, also with --quiet."""
+    print(*parts, flush=True)
 
 
 def _note(args, text: str) -> None:
-    """Progress notes go to stderr so stdout holds only results."""
+    """Progress notes go to stderr so stdout holds only results; -q hides them."""
     if not getattr(args, "quiet", False):
         print(text, file=sys.stderr, flush=True)
 
 
+def _warn(args, text: str) -> None:
+    """Something the user should act on: on stderr, also with --quiet."""
+    print(f"fscc: warning: {text}", file=sys.stderr, flush=True)
+
+
 def _bars(args) -> bool:
+    from ._progress import bars_enabled
+
     return bars_enabled(getattr(args, "quiet", False))
+
+
+def _progress_bar(total, desc, enabled):
+    # imported on use: _progress needs skorch, hence torch (slow for --help)
+    from ._progress import progress_bar
+
+    return progress_bar(total, desc, enabled)
 
 
 # ----------------------------------------------------------------------------
@@ -52,18 +84,32 @@ def _check_outputs(args, *paths) -> None:
             raise UserError(f"output folder '{p.parent}' does not exist")
 
 
-def _prepare_dir(args, folder) -> Path:
-    """An output folder that is new or empty (or anything, with --force)."""
+def _check_dir(args, folder) -> Path:
+    """Refuse an output folder that cannot be used (before any work starts)."""
     folder = Path(folder)
     if folder.exists():
         if not folder.is_dir():
             raise UserError(f"'{folder}' exists and is not a folder")
         if any(folder.iterdir()) and not args.force:
             raise UserError(f"folder '{folder}' is not empty; pass --force to reuse it")
-    else:
-        if not folder.parent.exists():
-            raise UserError(f"parent folder '{folder.parent}' does not exist")
+    elif not folder.parent.exists():
+        raise UserError(f"parent folder '{folder.parent}' does not exist")
+    return folder
+
+
+def _prepare_dir(args, folder) -> Path:
+    """An output folder that is new or empty (or, with --force, cleared of the
+    files an earlier run of these commands wrote there; nothing else)."""
+    folder = _check_dir(args, folder)
+    if not folder.exists():
         folder.mkdir()
+        return folder
+    stale = sorted({f for pattern in _OWN_FILES for f in folder.glob(pattern)})
+    for f in stale:
+        if f.is_file():
+            f.unlink()
+    if stale:
+        _note(args, f"--force: removed {len(stale)} file(s) of an earlier run")
     return folder
 
 
@@ -74,50 +120,177 @@ def _load_model(args, path):
     return model, meta
 
 
-def _read_data(args, *, need_labels: bool, box: int | None = None):
-    """Labelled data from DATA (+ --labels) or --tomogram + --particles."""
-    from ._cli_inputs import load_subtomogram_data, load_tomogram_data
+def _particle_table(args):
+    """The --particles list, read in --format (auto: only when the file decides)."""
+    from .io import ParticleListFormatError, read_particle_list
 
-    tomogram = getattr(args, "tomogram", None)
-    if tomogram is not None:
-        if args.data is not None:
-            raise UserError("give either DATA or --tomogram/--particles, not both")
-        if args.particles is None:
-            raise UserError("--tomogram needs --particles (a particle list)")
-        box = box or args.box
-        if box is None:
+    try:
+        return read_particle_list(args.particles, format=args.format)
+    except ParticleListFormatError as exc:
+        choices = " or ".join(f"--format {c}" for c in exc.candidates)
+        raise UserError(
+            f"cannot tell the format of '{exc.path}': {exc.reason}; pass {choices}"
+        ) from None
+
+
+def _extraction_box(args, meta, voxel_size) -> int:
+    """Box edge (tomogram voxels) to cut: --box, or what the model needs."""
+    model_box = None if meta is None else meta.get("box_size")
+    if model_box is None:
+        if args.box is None:
             raise UserError("--tomogram needs --box (box edge in voxels)")
-        from .io import read_particle_list
+        return args.box
+    model_box = int(model_box)
+    if getattr(args, "resample", False):
+        if args.box is not None:
+            return args.box
+        model_vs = meta.get("voxel_size")
+        if voxel_size is None or model_vs is None:
+            return model_box
+        # the same physical size as the model's box, resampled to it afterwards
+        return max(1, round(model_box * float(model_vs) / voxel_size))
+    if args.box is not None and args.box != model_box:
+        raise UserError(
+            f"--box {args.box}: the model takes {model_box}^3 boxes; omit --box, or "
+            f"pass --resample to cut {args.box}^3 and resample to {model_box}^3"
+        )
+    return model_box
 
-        n = len(read_particle_list(args.particles))
-        with progress_bar(n, "extracting", _bars(args)) as bar:
-            data, skipped = load_tomogram_data(
-                tomogram,
-                args.particles,
-                box,
-                need_labels=need_labels,
-                voxel_size=args.voxel_size,
-                progress=bar,
-            )
-        if skipped:
-            _note(args, f"skipped {skipped} particle(s) whose box crosses the border")
+
+def _report_edges(args, table, edge) -> None:
+    """Name the particles skipped or padded at the tomogram's edge."""
+
+    def listed(rows):
+        shown = ", ".join(
+            f"#{i + 1} (x, y, z)=({', '.join(f'{v:g}' for v in table.coords[i])})"
+            for i in rows[:5]
+        )
+        return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+
+    if len(edge.outside):
+        _note(
+            args,
+            f"note: skipped {len(edge.outside)} particle(s) whose centre lies outside "
+            f"the tomogram (Z, Y, X)={edge.shape}: {listed(edge.outside)}",
+        )
+    if len(edge.crossing) and edge.padded:
+        _note(
+            args,
+            f"note: padded {len(edge.crossing)} particle(s) whose box crosses the "
+            f"tomogram edge: {listed(edge.crossing)}",
+        )
+    elif len(edge.crossing):
+        _warn(
+            args,
+            f"skipped {len(edge.crossing)} particle(s) whose box crosses the tomogram "
+            f"edge (--edge pad keeps them): {listed(edge.crossing)}",
+        )
+
+
+def _read_tomogram(args, *, need_labels, use_labels, meta):
+    from ._cli_inputs import _voxel_size, load_tomogram_data, tomogram_info
+
+    if args.data is not None:
+        raise UserError("give either DATA or --tomogram/--particles, not both")
+    if args.particles is None:
+        raise UserError("--tomogram needs --particles (a particle list)")
+    table = _particle_table(args)
+    _, header_vs = tomogram_info(args.tomogram)
+    box = _extraction_box(
+        args, meta, _voxel_size(header_vs, args.voxel_size, args.tomogram)
+    )
+    with _progress_bar(len(table), "extracting", _bars(args)) as bar:
+        data, edge = load_tomogram_data(
+            args.tomogram,
+            table,
+            box,
+            need_labels=need_labels,
+            use_labels=use_labels,
+            voxel_size=args.voxel_size,
+            edge=args.edge,
+            progress=bar,
+        )
+    _report_edges(args, table, edge)
+    return data
+
+
+def _read_data(args, *, need_labels: bool, meta: dict | None = None):
+    """Subtomograms from DATA (+ --labels) or --tomogram + --particles.
+
+    Commands that need labels keep only the labelled subtomograms; ``meta``
+    (the model's metadata) sets the box cut from a tomogram.
+    """
+    from ._cli_inputs import load_subtomogram_data
+
+    use_labels = getattr(args, "labels_use", "auto") != "ignore"
+    if getattr(args, "tomogram", None) is not None:
+        data = _read_tomogram(
+            args, need_labels=need_labels, use_labels=use_labels, meta=meta
+        )
     else:
         if args.data is None:
             raise UserError("give DATA (folder or MRC stack) or --tomogram/--particles")
-        data = load_subtomogram_data(
-            args.data, args.labels, need_labels=need_labels, voxel_size=args.voxel_size
-        )
-    if data.y is not None and getattr(args, "classes", None):
-        wanted = [c.strip() for c in args.classes.split(",") if c.strip()]
-        present = set(data.y.tolist())
-        unknown = [c for c in wanted if c not in present]
-        if unknown:
+        if args.particles is not None:
+            raise UserError("--particles needs --tomogram")
+        if args.box is not None:
             raise UserError(
-                f"unknown class '{unknown[0]}' in --classes; the labels have "
-                f"{sorted(present)}"
+                f"--box {args.box} sets the box cut from --tomogram; the "
+                "subtomograms in DATA keep their own box (--resample fits them to "
+                "the model's)"
             )
-        data = data.subset(np.flatnonzero(np.isin(data.y, wanted)))
+        data = load_subtomogram_data(
+            args.data,
+            args.labels,
+            need_labels=need_labels,
+            voxel_size=args.voxel_size,
+            use_labels=use_labels,
+        )
+    if data.voxel_size is None:
+        _note(
+            args,
+            f"note: the voxel size of '{data.source}' is unknown (0 in the header): "
+            "treated as unknown, so it is not checked; pass --voxel-size to set it",
+        )
+    if need_labels:
+        data = _labelled_only(args, data)
+    if getattr(args, "classes", None):
+        data = _keep_classes(args, data)
     return data
+
+
+def _labelled_only(args, data):
+    """The labelled subtomograms (a table may label a subset of a folder)."""
+    n_missing = int(np.sum(~data.labelled))
+    if n_missing == len(data.labelled):
+        raise UserError(
+            f"none of the {n_missing} subtomograms of '{data.source}' has a label in "
+            f"'{data.labels_source}'"
+        )
+    if n_missing:
+        _note(
+            args,
+            f"note: {n_missing} of {len(data.labelled)} subtomograms have no label in "
+            f"'{data.labels_source}' and are not used",
+        )
+        data = data.subset(np.flatnonzero(data.labelled))
+    return data
+
+
+def _keep_classes(args, data):
+    wanted = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if data.y is None:
+        raise UserError(
+            "--classes needs labels (--labels FILE, a labels.csv in the folder, or "
+            "a labelled particle list)"
+        )
+    present = set(data.y[data.labelled].tolist())
+    unknown = [c for c in wanted if c not in present]
+    if unknown:
+        raise UserError(
+            f"unknown class '{unknown[0]}' in --classes; the labels have "
+            f"{sorted(present)}"
+        )
+    return data.subset(np.flatnonzero(np.isin(data.y, wanted) & data.labelled))
 
 
 def _fit_to_model(args, data, meta):
@@ -144,7 +317,7 @@ def _embed(args, pipe, X, desc="embedding"):
     head = pipe[:-1]
     chunk = 256
     out = []
-    with progress_bar(len(X), desc, _bars(args)) as bar:
+    with _progress_bar(len(X), desc, _bars(args)) as bar:
         for start in range(0, len(X), chunk):
             out.append(head.transform(X[start : start + chunk]))
             bar.update(len(out[-1]))
@@ -217,39 +390,108 @@ def cmd_simulate(args):
     )
 
 
-def _new_pipeline(args, log):
+# CLI option -> Conv6Embedder parameter; options left unset keep the library's
+# defaults, which are read from the estimator and never repeated here
+_TRAINING_OPTIONS = {
+    "epochs": "max_epochs",
+    "width": "module__width",
+    "lr": "lr",
+    "batch_size": "batch_size",
+    "sup_con_weight": "sup_con_weight",
+    "temperature": "temperature",
+}
+
+
+def _new_pipeline(args, log, checkpoint=None):
     from sklearn.pipeline import Pipeline
 
     from . import CalibratedFewShotClassifier, Conv6Embedder
+    from ._callbacks import RaiseOnInterrupt
     from ._progress import TrainingMonitor
     from .io import SubtomogramNormalizer
 
+    callbacks = [("monitor", TrainingMonitor(bars=_bars(args), log=log))]
+    if checkpoint is not None:
+        callbacks.append(("checkpoint", checkpoint))
+    callbacks.append(("interrupt", RaiseOnInterrupt()))  # last: after the others
+    given = {
+        param: getattr(args, option)
+        for option, param in _TRAINING_OPTIONS.items()
+        if getattr(args, option) is not None
+    }
+    embedder = Conv6Embedder(
+        device=args.device, random_state=args.seed, callbacks=callbacks, **given
+    )
     return Pipeline(
         [
             ("normalize", SubtomogramNormalizer(lowpass=args.lowpass)),
-            (
-                "embed",
-                Conv6Embedder(
-                    module__width=args.width,
-                    max_epochs=args.epochs,
-                    lr=args.lr,
-                    batch_size=args.batch_size,
-                    sup_con_weight=args.sup_con_weight,
-                    temperature=args.temperature,
-                    device=args.device,
-                    random_state=args.seed,
-                    callbacks=[("monitor", TrainingMonitor(bars=_bars(args), log=log))],
-                ),
-            ),
+            ("embed", embedder),
             ("clf", CalibratedFewShotClassifier(random_state=args.seed)),
         ]
     )
 
 
-def _train(args, X, y):
-    pipe = _new_pipeline(args, None if args.quiet else lambda s: _note(args, "  " + s))
+def _training_settings(embedder) -> str:
+    """The settings a Conv6Embedder trains with, in one line."""
+    p = embedder.get_params()
+    width = p.get("module__width")
+    if width is None:
+        import inspect
+
+        width = inspect.signature(p["module"]).parameters["width"].default
+    return (
+        f"{p['max_epochs']} epochs, batch {p['batch_size']}, lr {p['lr']:g}, width "
+        f"{width}, SupCon weight {p['sup_con_weight']:g}, temperature "
+        f"{p['temperature']:g}"
+    )
+
+
+def _warn_few_steps(args, embedder, y) -> None:
+    """Warn when an epoch makes too few optimiser steps to learn anything."""
+    from .nn import ClassBalancedBatchSampler
+
+    batch = embedder.get_params()["batch_size"]
+    try:
+        steps = len(ClassBalancedBatchSampler(np.asarray(y), batch, seed=0))
+    except ValueError:
+        return  # a batch too small for the classes: the embedder says so
+    if steps < 5:
+        _warn(
+            args,
+            f"{len(y)} subtomograms at batch size {batch} make {steps} optimiser "
+            f"step(s) per epoch (fewer than 5): training may stay at chance; use a "
+            f"smaller --batch-size (e.g. {max(2, len(y) // 10)}) or more data",
+        )
+
+
+def _chance_band(n: int, n_classes: int) -> tuple[float, float]:
+    """Chance accuracy and the upper end of its 95% binomial interval on n."""
+    chance = 1 / n_classes
+    return chance, chance + 1.96 * np.sqrt(chance * (1 - chance) / max(n, 1))
+
+
+def _warn_if_at_chance(args, embedder, y) -> None:
+    acc = embedder.history[-1, "train_acc"]
+    chance, upper = _chance_band(len(y), len(np.unique(y)))
+    if acc <= upper:
+        _warn(
+            args,
+            f"training accuracy {acc:.3f} is at chance ({chance:.3f}; the 95% "
+            f"interval of chance on {len(y)} subtomograms reaches {upper:.3f}): the "
+            "embedder has not learned; train longer, with more data or a smaller "
+            "--batch-size",
+        )
+
+
+def _train(args, X, y, checkpoint=None):
+    log = None if args.quiet else lambda s: _note(args, "  " + s)
+    pipe = _new_pipeline(args, log, checkpoint)
+    embedder = pipe.named_steps["embed"]
+    _note(args, f"training settings: {_training_settings(embedder)}")
+    _warn_few_steps(args, embedder, y)
     t0 = time.perf_counter()
     pipe.fit(X, y)
+    _warn_if_at_chance(args, embedder, y)
     return pipe, time.perf_counter() - t0
 
 
@@ -261,10 +503,55 @@ def _training_facts(args, n, seconds) -> dict:
     }
 
 
+def _checkpoint_for(args):
+    """A checkpoint beside the output: a rerun after Ctrl-C resumes from it."""
+    from ._checkpoint import AtomicCheckpoint
+
+    folder = Path(f"{args.output}.checkpoint")
+    return AtomicCheckpoint(folder, resume=not args.force)
+
+
+def _train_resumable(args, data):
+    """Train with a checkpoint; Ctrl-C leaves the checkpoint and no model."""
+    checkpoint = _checkpoint_for(args)
+    if checkpoint.path.exists() and not args.force:
+        _note(args, f"resuming from the checkpoint '{checkpoint.path}'")
+    try:
+        pipe, seconds = _train(args, data.X, data.y, checkpoint)
+    except KeyboardInterrupt as exc:
+        done = f" {exc}" if str(exc) else ""
+        saved = checkpoint.path.exists()
+        raise Interrupted(
+            f"pre-training stopped{done}; no model written"
+            + (
+                f"; run the same command again to resume from '{checkpoint.path}'"
+                if saved
+                else ""
+            )
+        ) from None
+    except ValueError as exc:
+        if str(checkpoint.path) in str(exc):
+            raise UserError(
+                f"'{checkpoint.path}' is the checkpoint of another training (other "
+                "data or settings); pass --force to start over"
+            ) from None
+        raise
+    return pipe, seconds, checkpoint
+
+
+def _remove_checkpoint(checkpoint) -> None:
+    checkpoint.path.unlink(missing_ok=True)
+    folder = Path(checkpoint.dirname)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def cmd_pretrain(args):
     from ._persistence import save_model
 
     _check_outputs(args, args.output)
+    if args.plot_dir is not None:
+        _check_dir(args, args.plot_dir)
     data = _read_data(args, need_labels=True)
     classes = np.unique(data.y)
     if len(classes) < 2:
@@ -274,7 +561,7 @@ def cmd_pretrain(args):
         f"pre-training on {len(data.y)} subtomograms ({data.X.shape[-1]}^3) of "
         f"{len(classes)} classes: {_class_summary(data.y)}",
     )
-    pipe, seconds = _train(args, data.X, data.y)
+    pipe, seconds, checkpoint = _train_resumable(args, data)
     meta = {
         "voxel_size": data.voxel_size,
         "seed": args.seed,
@@ -282,13 +569,15 @@ def cmd_pretrain(args):
         **_training_facts(args, len(data.y), seconds),
     }
     save_model(pipe, args.output, meta, overwrite=args.force)
-    hist = pipe.named_steps["embed"].history
+    _remove_checkpoint(checkpoint)
+    embedder = pipe.named_steps["embed"]
+    hist = embedder.history
     _say(
         args,
-        f"saved {args.output}: base classes {', '.join(map(str, classes))}, last "
-        f"epoch loss "
-        f"{hist[-1, 'train_loss']:.4f}, accuracy {hist[-1, 'train_acc']:.3f}, "
-        f"{seconds:.0f} s, seed {args.seed}",
+        f"saved {args.output}: base classes {', '.join(map(str, classes))}; "
+        f"{_training_settings(embedder)}; last epoch loss "
+        f"{hist[-1, 'train_loss']:.4f}, accuracy {hist[-1, 'train_acc']:.3f} "
+        f"(chance {1 / len(classes):.3f}), {seconds:.0f} s, seed {args.seed}",
     )
     if args.plot_dir is not None:
         _pretrain_plots(args, pipe, data)
@@ -344,18 +633,21 @@ def _pick_shots(y, k, seed):
 
 def cmd_adapt(args):
     from . import adapt
+    from ._cli_inputs import volume_digests
     from ._persistence import save_model
 
     _check_outputs(args, args.output)
     model, meta = _load_model(args, args.model)
-    data = _read_data(args, need_labels=True, box=meta.get("box_size"))
-    data = _fit_to_model(args, data, meta)
+    data = _read_data(args, need_labels=True, meta=meta)
     if args.shots is not None:
         data = data.subset(_pick_shots(data.y, args.shots, args.seed))
+    # the support set by content, before resampling: predict recognises it
+    digests = volume_digests(data.X)
+    data = _fit_to_model(args, data, meta)
     base = set(meta.get("base_classes") or [])
     overlap = sorted(set(data.y.tolist()) & {str(c) for c in base})
     if overlap:
-        _note(args, f"warning: {overlap} are base classes of this model")
+        _warn(args, f"{overlap} are base classes of this model")
     model = _unfrozen(model)
     if args.k is not None:
         model.set_params(clf__k=args.k)
@@ -365,6 +657,7 @@ def cmd_adapt(args):
         "seed": args.seed,
         "support_data": data.source,
         "support": data.names,
+        "support_sha256": digests,
         "pretrained_model": str(args.model),
     }
     save_model(adapted, args.output, extra, overwrite=args.force)
@@ -376,7 +669,7 @@ def cmd_adapt(args):
 
 
 def cmd_predict(args):
-    from ._cli_inputs import write_prediction_table
+    from ._cli_inputs import volume_digests, write_prediction_table
 
     _check_outputs(args, args.output)
     model, meta = _load_model(args, args.model)
@@ -384,17 +677,10 @@ def cmd_predict(args):
         _note(args, "note: this model is not adapted; it predicts its base classes")
     if args.scheduler is not None:
         return _predict_on_cluster(args, model, meta)
-    data = _read_data(args, need_labels=False, box=meta.get("box_size"))
+    data = _read_data(args, need_labels=False, meta=meta)
+    digests = volume_digests(data.X) if data.y is not None else None
     data = _fit_to_model(args, data, meta)
     classes = model.classes_
-    if data.y is not None:
-        known = {str(c) for c in classes}
-        unknown = sorted(set(data.y.tolist()) - known)
-        if unknown:
-            raise UserError(
-                f"unknown class '{unknown[0]}' in the labels; the model predicts "
-                f"{sorted(known)}"
-            )
     F = _embed(args, model, data.X)
     clf = model[-1]
     proba = clf.predict_proba(F)
@@ -404,8 +690,58 @@ def cmd_predict(args):
     )
     _say(args, f"wrote {args.output}: {len(pred)} particles, {_class_summary(pred)}")
     if data.y is not None:
-        acc = float(np.mean(pred.astype(str) == data.y))
-        _say(args, f"accuracy against the labels: {acc:.3f} ({len(pred)} particles)")
+        _score(args, data, pred, classes, meta, digests)
+
+
+def _score(args, data, pred, classes, meta, digests) -> None:
+    """Accuracy against the input's labels, on what can fairly be scored.
+
+    Not scored: unlabelled subtomograms, labels naming classes the model does
+    not predict, and the model's own support examples (recognised by content).
+    """
+    y = data.y
+    known = data.labelled & np.isin(y, [str(c) for c in classes])
+    foreign = data.labelled & ~known
+    foreign_names = sorted(set(y[foreign].tolist()))
+    if foreign.any() and args.labels_use == "auto":
+        _note(
+            args,
+            f"note: not scoring: the labels name classes the model does not predict "
+            f"({_few(foreign_names)}); --labels-use score scores the other particles",
+        )
+        return
+    support_digests = (meta.get("user") or {}).get("support_sha256")
+    if support_digests is None and meta.get("kind") == "adapted":
+        _note(
+            args,
+            "note: the model does not record its support examples (adapted without "
+            "fscc adapt); the accuracy may include them",
+        )
+    support = np.isin(digests, support_digests or [])
+    scored = known & ~support
+    excluded = [
+        (int(np.sum(known & support)), "support examples of the model"),
+        (
+            int(foreign.sum()),
+            f"with labels the model does not know ({_few(foreign_names)})",
+        ),
+        (int(np.sum(~data.labelled)), "unlabelled"),
+    ]
+    excluded = "; ".join(f"{n} {why}" for n, why in excluded if n)
+    excluded = f"; not scored: {excluded}" if excluded else ""
+    if not scored.any():
+        _say(args, f"accuracy against the labels: none scorable{excluded}")
+        return
+    acc = float(np.mean(pred[scored].astype(str) == y[scored]))
+    _say(
+        args,
+        f"accuracy against the labels: {acc:.3f} ({int(scored.sum())} particles"
+        f"{excluded})",
+    )
+
+
+def _few(names, n=5) -> str:
+    return ", ".join(map(str, names[:n])) + (" ..." if len(names) > n else "")
 
 
 def _predict_on_cluster(args, model, meta):
@@ -416,6 +752,10 @@ def _predict_on_cluster(args, model, meta):
 
     if args.tomogram is None or args.particles is None or args.data is not None:
         raise UserError("--scheduler works on --tomogram with --particles")
+    if args.resample:
+        raise UserError("--resample is not available with --scheduler")
+    if args.edge != "skip":
+        raise UserError("--edge pad is not available with --scheduler")
     box = args.box or meta.get("box_size")
     if box is None:
         raise UserError("--scheduler needs --box (box edge in voxels)")
@@ -424,7 +764,7 @@ def _predict_on_cluster(args, model, meta):
     try:
         result = predict_particles_distributed(
             model,
-            [ParticleJob(args.tomogram, args.particles)],
+            [ParticleJob(args.tomogram, _particle_table(args))],
             args.output,
             scheduler=args.scheduler,
             box=int(box),
@@ -457,13 +797,13 @@ def _evaluate(
     extra_plots=None,
 ):
     """Episodes for every K in ``shots``; report + plots into ``folder``."""
-    from ._report import episodic_evaluation, write_report
+    from ._report import chance_warnings, episodic_evaluation, write_report
 
     F = _embed(args, model, data.X)
     results = []
     for k in shots:
         t0 = time.perf_counter()
-        with progress_bar(
+        with _progress_bar(
             args.episodes, f"{args.way}-way {k}-shot", _bars(args)
         ) as bar:
             try:
@@ -489,6 +829,8 @@ def _evaluate(
             f"{args.episodes} episodes, {args.queries} queries/class, chance "
             f"{1 / args.way:.3f})",
         )
+    for text in chance_warnings(results):
+        _warn(args, text)
     plots = {}
     if folder is not None and _plots_available(args):
         from . import plotting
@@ -538,26 +880,51 @@ def _evaluate(
     return results, F, plots
 
 
+def _check_episodes(args, y) -> None:
+    """Refuse every shot count the data cannot serve, before running any."""
+    from .model_selection import sample_episode
+
+    for k in args.shots:
+        try:
+            sample_episode(y, args.way, k, args.queries, random_state=0)
+        except ValueError as exc:
+            raise UserError(f"--shots {k}: {exc}") from None
+
+
+def _pretraining_fact(model) -> str:
+    """Training settings and final accuracy of a model's embedder."""
+    embedder = model.named_steps["embed"]
+    embedder = getattr(embedder, "estimator", embedder)
+    text = _training_settings(embedder)
+    if len(embedder.history):
+        text += (
+            f"; last epoch training accuracy {embedder.history[-1, 'train_acc']:.3f}"
+        )
+    return text
+
+
 def cmd_evaluate(args):
-    folder = _prepare_dir(args, args.report_dir) if args.report_dir else None
+    if args.report_dir:
+        _check_dir(args, args.report_dir)
     model, meta = _load_model(args, args.model)
-    data = _read_data(args, need_labels=True, box=meta.get("box_size"))
+    data = _read_data(args, need_labels=True, meta=meta)
+    _check_episodes(args, data.y)
     data = _fit_to_model(args, data, meta)
     base = {str(c) for c in meta.get("base_classes") or []}
     overlap = sorted(set(data.y.tolist()) & base)
     if overlap:
-        _note(
-            args, f"warning: {overlap} are base classes: the model was trained on them"
-        )
+        _warn(args, f"{overlap} are base classes: the model was trained on them")
     facts = {
         "model": str(args.model),
         "data": data.source,
         "classes": _class_summary(data.y),
         "seed": args.seed,
         "model seed": meta.get("seed"),
+        "pre-training": _pretraining_fact(model),
         "box": f"{data.X.shape[-1]}^3",
         "voxel size (A)": data.voxel_size,
     }
+    folder = _prepare_dir(args, args.report_dir) if args.report_dir else None
     _evaluate(args, model, data, folder, args.shots, title="fscc evaluate", facts=facts)
 
 
@@ -570,7 +937,7 @@ def cmd_demo(args):
 
     t_start = time.perf_counter()
     folder = _prepare_dir(args, args.out_dir)
-    _say(
+    _note(
         args,
         f"fscc demo: SHREC'21-like simulated data, {args.n_per_class} subtomograms per "
         f"class, box {args.box}, seed {args.seed}, torch threads "
@@ -584,14 +951,14 @@ def cmd_demo(args):
         n_jobs=args.n_jobs,
     )
     t_sim = time.perf_counter() - t_start
-    _say(
+    _note(
         args,
         f"data: {len(data.y_base)} base subtomograms of {len(data.base_classes)} "
         f"classes ({', '.join(data.base_classes)}), {len(data.y_novel)} of "
         f"{len(data.novel_classes)} novel classes ({', '.join(data.novel_classes)}) "
         f"[{t_sim:.0f} s]",
     )
-    _say(args, f"pre-training Conv-6 (width {args.width}) for {args.epochs} epochs ...")
+    _note(args, "pre-training Conv-6 on the base classes ...")
     pipe, t_train = _train(args, data.X_base, data.y_base)
     hist = pipe.named_steps["embed"].history
     _say(
@@ -612,7 +979,7 @@ def cmd_demo(args):
         overwrite=args.force,
     )
 
-    from ._cli_inputs import LabelledData
+    from ._cli_inputs import LabelledData, write_prediction_table
 
     novel = LabelledData(
         data.X_novel,
@@ -626,17 +993,27 @@ def cmd_demo(args):
     rows = _pick_shots(novel.y, 5, args.seed)
     adapted = adapt(pipe, novel.X[rows], novel.y[rows])
     rest = np.setdiff1d(np.arange(len(novel.y)), rows)
-    acc = float(np.mean(adapted.predict(novel.X[rest]) == novel.y[rest]))
+    pred = adapted.predict(novel.X[rest])
+    acc = float(np.mean(pred == novel.y[rest]))
     save_model(
         adapted,
         folder / "adapted_5shot.safetensors",
         {"voxel_size": 10.0, "seed": args.seed},
         overwrite=args.force,
     )
+    predictions = write_prediction_table(
+        folder / "predictions.csv",
+        novel.subset(rest),
+        pred,
+        adapted.predict_proba(novel.X[rest]),
+        adapted.classes_,
+        overwrite=args.force,
+    )
     _say(
         args,
         f"adapted with 5 examples per novel class: accuracy {acc:.3f} on the other "
-        f"{len(rest)} novel subtomograms (chance {1 / len(data.novel_classes):.3f})",
+        f"{len(rest)} novel subtomograms (chance {1 / len(data.novel_classes):.3f}); "
+        f"predictions: {predictions}",
     )
     extra_plots = {}
     if _plots_available(args):
@@ -663,12 +1040,12 @@ def cmd_demo(args):
         f"{args.box}, SNR 0.05",
         "base classes": ", ".join(data.base_classes),
         "novel classes": ", ".join(data.novel_classes),
-        "pre-training": f"{args.epochs} epochs, width {args.width}, lr {args.lr}, "
-        f"batch {args.batch_size}, {t_train:.0f} s",
+        "pre-training": f"{_pretraining_fact(pipe)}, {t_train:.0f} s",
         "adapted with 5 shots": f"accuracy {acc:.3f} on the other {len(rest)} novel "
         "subtomograms",
         "seed": args.seed,
         "models": f"{model_path}, {folder / 'adapted_5shot.safetensors'}",
+        "predictions": str(predictions),
     }
     args.way = 5
     _evaluate(
@@ -693,12 +1070,42 @@ def cmd_demo(args):
 # parser
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got '{text}'"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def _common(sub, *, seed=True, device=True):
     sub.add_argument(
-        "--quiet", "-q", action="store_true", help="no progress bars or notes"
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bars or notes (results and warnings are still printed)",
     )
     sub.add_argument(
-        "--force", action="store_true", help="replace existing output files"
+        "--force",
+        action="store_true",
+        help="replace existing output files (in output folders: the files an "
+        "earlier run wrote)",
     )
     if seed:
         sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -717,7 +1124,12 @@ def _common(sub, *, seed=True, device=True):
     )
 
 
-def _data_args(sub, *, labels_required: bool):
+# the readers' formats (fscc_sklearn.io.PARTICLE_LIST_FORMATS, which a test
+# compares), written out so that building the parser imports no library code
+_LIST_FORMATS = ("shrec19", "shrec21", "star", "csv")
+
+
+def _data_args(sub, *, labels_required: bool, model: bool = True):
     sub.add_argument(
         "data",
         nargs="?",
@@ -726,23 +1138,49 @@ def _data_args(sub, *, labels_required: bool):
     )
     sub.add_argument(
         "--labels",
-        help="CSV (subtomogram,label) or STAR (_rlnImageName, _fsccLabel) table; "
-        "default: labels.csv/.star in the DATA folder"
-        + ("" if labels_required else " (optional: to report accuracy)"),
+        help="CSV (subtomogram,label) or STAR (_rlnImageName, _fsccLabel) table, "
+        "may label a subset of the files; default: labels.csv/.star in the DATA "
+        "folder" + ("" if labels_required else " (optional: to report accuracy)"),
     )
     sub.add_argument("--tomogram", help="tomogram MRC to extract particles from")
     sub.add_argument(
         "--particles", help="particle list (SHREC, STAR or CSV) for --tomogram"
     )
     sub.add_argument(
-        "--box", type=int, help="box edge for --tomogram (default: model's)"
+        "--format",
+        choices=("auto", *_LIST_FORMATS),
+        default="auto",
+        help="format of --particles (default auto: from the extension and "
+        "content; a SHREC list whose axis order the file does not decide is "
+        "refused: then give shrec19 (pdb_id Z Y X ...) or shrec21 (class x y z ...))",
+    )
+    sub.add_argument(
+        "--box",
+        type=_positive_int,
+        help="box edge cut from --tomogram, in its voxels"
+        + (
+            " (default: the model's; another box needs --resample)"
+            if model
+            else " (required with --tomogram)"
+        ),
+    )
+    sub.add_argument(
+        "--edge",
+        choices=("skip", "pad"),
+        default="skip",
+        help="particles whose box crosses the tomogram edge: skip them (default, "
+        "named in a warning) or pad the missing voxels with the mean of the part "
+        "of the box inside the tomogram",
     )
     sub.add_argument(
         "--voxel-size",
-        type=float,
+        type=_positive_float,
         help="voxel size in Angstrom when the MRC header has none",
     )
-    sub.add_argument("--classes", help="comma-separated classes to keep (default: all)")
+    sub.add_argument(
+        "--classes",
+        help="comma-separated classes to keep (default: all; needs labels)",
+    )
 
 
 def _resample_arg(sub):
@@ -750,31 +1188,53 @@ def _resample_arg(sub):
         "--resample",
         action="store_true",
         help="resample subtomograms whose box or voxel size differ from the model's "
-        "(refused by default)",
+        "(refused by default); from --tomogram, cut the box covering the model's "
+        "physical box size",
     )
 
 
-def _training_args(sub, *, epochs=10, width=64):
+def _training_args(sub, *, demo_defaults=None):
+    """Training options; unset ones take Conv6Embedder's defaults (the demo has
+    its own, for a few-minute run)."""
+    d = demo_defaults or {}
+
+    def default(name):
+        value = d.get(name)
+        return f"default {value}" if value is not None else "default: Conv6Embedder's"
+
     g = sub.add_argument_group("pre-training")
     g.add_argument(
-        "--epochs", type=int, default=epochs, help=f"epochs (default {epochs})"
+        "--epochs",
+        type=_positive_int,
+        default=d.get("epochs"),
+        help=f"epochs ({default('epochs')})",
     )
     g.add_argument(
         "--width",
-        type=int,
-        default=width,
-        help=f"channels of every Conv-6 block (default {width})",
+        type=_positive_int,
+        default=d.get("width"),
+        help=f"channels of every Conv-6 block ({default('width')})",
     )
-    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
-    g.add_argument("--batch-size", type=int, default=128, help="batch size (128)")
+    g.add_argument(
+        "--lr",
+        type=_positive_float,
+        help="Adam learning rate (default: Conv6Embedder's)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=d.get("batch_size"),
+        help=f"batch size ({default('batch_size')})",
+    )
     g.add_argument(
         "--sup-con-weight",
         type=float,
-        default=0.05,
-        help="weight lambda of the SupCon loss (0.05)",
+        help="weight lambda of the SupCon loss (default: Conv6Embedder's)",
     )
     g.add_argument(
-        "--temperature", type=float, default=0.07, help="SupCon temperature (0.07)"
+        "--temperature",
+        type=_positive_float,
+        help="SupCon temperature (default: Conv6Embedder's)",
     )
     g.add_argument(
         "--lowpass",
@@ -786,17 +1246,24 @@ def _training_args(sub, *, epochs=10, width=64):
 
 def _episode_args(sub, *, shots=(1, 5)):
     g = sub.add_argument_group("episodes")
-    g.add_argument("--way", type=int, default=5, help="classes per episode (5)")
+    g.add_argument(
+        "--way", type=_positive_int, default=5, help="classes per episode (5)"
+    )
     g.add_argument(
         "--shots",
-        type=int,
+        type=_positive_int,
         nargs="+",
         default=list(shots),
         help="labelled examples per class, one or more (1 5)",
     )
-    g.add_argument("--queries", type=int, default=15, help="queries per class (15)")
     g.add_argument(
-        "--episodes", type=int, default=100, help="episodes per setting (100)"
+        "--queries", type=_positive_int, default=15, help="queries per class (15)"
+    )
+    g.add_argument(
+        "--episodes",
+        type=_positive_int,
+        default=100,
+        help="episodes per setting (100)",
     )
 
 
@@ -841,7 +1308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="output folder (new or empty)")
     p.add_argument("--dataset", choices=("shrec21", "shrec19"), default="shrec21")
     p.add_argument(
-        "--n-per-class", type=int, default=50, help="subtomograms per class (50)"
+        "--n-per-class",
+        type=_positive_int,
+        default=50,
+        help="subtomograms per class (50)",
     )
     p.add_argument(
         "--snr",
@@ -849,10 +1319,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="signal-to-noise ratio (shrec21: 0.05, shrec19: 0.02)",
     )
-    p.add_argument("--box", type=int, default=32, help="box edge in voxels (32)")
+    p.add_argument(
+        "--box", type=_positive_int, default=32, help="box edge in voxels (32)"
+    )
     p.add_argument(
         "--voxel-size",
-        type=float,
+        type=_positive_float,
         default=10.0,
         help="voxel size in Angstrom of the simulation and the headers (10)",
     )
@@ -882,7 +1354,7 @@ def build_parser() -> argparse.ArgumentParser:
             "-o base.safetensors --plot-dir pretrain_plots",
         ],
     )
-    _data_args(p, labels_required=True)
+    _data_args(p, labels_required=True, model=False)
     p.add_argument(
         "-o",
         "--output",
@@ -915,10 +1387,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shots",
-        type=int,
+        type=_positive_int,
         help="use only this many random examples per class (default: all)",
     )
-    p.add_argument("--k", type=int, help="nearest base classes used for calibration")
+    p.add_argument(
+        "--k", type=_positive_int, help="nearest base classes used for calibration"
+    )
     _resample_arg(p)
     _common(p)
 
@@ -943,6 +1417,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="predictions.csv",
         help="output table, .csv or .star (predictions.csv)",
     )
+    p.add_argument(
+        "--labels-use",
+        choices=("auto", "score", "ignore"),
+        default="auto",
+        help="labels found in the input: score the predictions against them "
+        "(labels the model does not know are left out), ignore them, or auto "
+        "(default: score when every label is a class of the model, else ignore "
+        "with a note); they never block prediction",
+    )
     _resample_arg(p)
     g = p.add_argument_group("cluster (needs fscc-sklearn[distributed])")
     g.add_argument(
@@ -953,7 +1436,10 @@ def build_parser() -> argparse.ArgumentParser:
         "system the workers see (default: run here)",
     )
     g.add_argument(
-        "--chunk-size", type=int, default=256, help="particles per task (256)"
+        "--chunk-size",
+        type=_positive_int,
+        default=256,
+        help="particles per task (256)",
     )
     _common(p)
 
@@ -995,16 +1481,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="fscc_demo", help="output folder (fscc_demo)")
     p.add_argument(
         "--n-per-class",
-        type=int,
+        type=_positive_int,
         default=100,
         help="simulated subtomograms per class (100)",
     )
-    p.add_argument("--box", type=int, default=32, help="box edge (32)")
+    p.add_argument("--box", type=_positive_int, default=32, help="box edge (32)")
     p.add_argument(
-        "--episodes", type=int, default=100, help="episodes per setting (100)"
+        "--episodes",
+        type=_positive_int,
+        default=100,
+        help="episodes per setting (100)",
     )
-    p.add_argument("--queries", type=int, default=15, help="queries per class (15)")
-    _training_args(p, epochs=10, width=16)
+    p.add_argument(
+        "--queries", type=_positive_int, default=15, help="queries per class (15)"
+    )
+    _training_args(p, demo_defaults={"epochs": 10, "width": 16, "batch_size": 128})
     _common(p)
     return parser
 
@@ -1013,28 +1504,44 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"fscc: warning: {str(message).splitlines()[0]}", file=sys.stderr)
 
 
+def _check_device(args) -> None:
+    """One line instead of torch's traceback for a device this machine lacks."""
+    device = getattr(args, "device", "auto")
+    if not str(device).startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+        raise UserError(
+            f"--device {device}: torch {torch.__version__} has {build}; use "
+            "--device cpu (or auto)"
+        )
+    index = str(device).partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise UserError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``fscc``; returns the exit code (0 ok, 1 error, 2 usage)."""
+    """Run ``fscc``; returns the exit code (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.n_jobs == 0:
         parser.error("--n-jobs must be a positive number or -1")
     args.argv = argv
-    from ._runtime import tune_malloc
-
-    # an application may set process-wide malloc behaviour; the library may not
-    tune_malloc()  # measured: embedding 110/s -> 165/s on 2 idle cores
-    if args.n_jobs is not None and args.command != "simulate":
-        import torch
-
-        torch.set_num_threads(os.cpu_count() if args.n_jobs < 0 else args.n_jobs)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
+            _check_device(args)
+            _setup_runtime(args)
             args.func(args)
-        except KeyboardInterrupt:
-            print("fscc: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            detail = f": {exc}" if isinstance(exc, Interrupted) else ""
+            print(f"fscc {args.command}: interrupted{detail}", file=sys.stderr)
             return 130
         except (
             UserError,
@@ -1052,6 +1559,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fscc {args.command}: error: {message}", file=sys.stderr)
             return 1
     return 0
+
+
+def _setup_runtime(args) -> None:
+    from ._runtime import tune_malloc
+
+    # an application may set process-wide malloc behaviour; the library may not
+    tune_malloc()  # measured: embedding 110/s -> 165/s on 2 idle cores
+    if args.n_jobs is not None and args.command != "simulate":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() if args.n_jobs < 0 else args.n_jobs)
 
 
 if __name__ == "__main__":

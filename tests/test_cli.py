@@ -202,17 +202,32 @@ def test_pretrain_prints_epoch_lines_and_no_bars_when_not_a_tty(work, tmp_path, 
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_quiet_prints_nothing(work, tmp_path, capsys):
-    code, out, err = run(
-        capsys,
+def test_quiet_prints_the_results_only(work, tmp_path, capsys):
+    argv = [
         "adapt",
         work / "base.safetensors",
         work / "sim" / "novel",
         "-o",
         tmp_path / "a.safetensors",
-        "--quiet",
+        "--shots",
+        "2",
+    ]
+    code, loud, _ = run(capsys, *argv)
+    assert code == 0
+    code, out, err = run(capsys, *argv, "--quiet", "--force")
+    assert code == 0 and err == ""
+    assert out == loud and out.startswith(f"saved {tmp_path / 'a.safetensors'}")
+    code, out, err = run(
+        capsys,
+        "predict",
+        work / "novel.safetensors",
+        work / "sim" / "novel",
+        "-o",
+        tmp_path / "p.csv",
+        "-q",
     )
-    assert code == 0 and out == "" and err == ""
+    assert code == 0 and err == ""
+    assert "wrote" in out and "accuracy against the labels" in out
 
 
 def test_adapt_gives_adapted_model(work):
@@ -517,17 +532,7 @@ def test_wrong_voxel_size_refused(work, tmp_path, capsys):
     assert code == 0 and "resampling 16^3 at 13.5 A to 16^3 at 10.0 A" in err
 
 
-def test_unknown_class_in_labels_file(work, tmp_path, capsys):
-    # labels of the base data name classes the adapted model does not know
-    code, _, err = run(
-        capsys,
-        "predict",
-        work / "novel.safetensors",
-        work / "sim" / "base",
-        "-o",
-        tmp_path / "p.csv",
-    )
-    assert_one_line_error(code, err, "predict", "unknown class '1bxn'", "3qm1")
+def test_unknown_class_in_classes_option(work, tmp_path, capsys):
     code, _, err = run(
         capsys,
         "evaluate",
@@ -644,6 +649,10 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert code == 0
     assert "5-way 1-shot accuracy:" in out and "5-way 5-shot accuracy:" in out
     assert "seed 0, wall time" in out
+    assert f"predictions: {out_dir / 'predictions.csv'}" in out
+    rows = (out_dir / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("subtomogram,label,probability,proba_")
+    assert len(rows) == 1 + 5 * (8 - 5)  # the novel subtomograms not adapted on
     for name in (
         "pretrained.safetensors",
         "adapted_5shot.safetensors",
@@ -656,6 +665,7 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     report = (out_dir / "report.md").read_text()
     for name in ("embedding.png", "examples.png", "confusion_5shot.png"):
         assert f"({name})" in report
+    assert "**pre-training**: 1 epochs, batch 32" in report
     code, _, err = run(capsys, "demo", "--out-dir", out_dir)
     assert_one_line_error(code, err, "demo", "not empty")
 

@@ -6,6 +6,7 @@ from ._normalize import SubtomogramNormalizer, lowpass_filter, normalize_subtomo
 from ._particles import (
     ANGLE_CONVENTIONS,
     PARTICLE_LIST_FORMATS,
+    ParticleListFormatError,
     ParticleTable,
     detect_particle_list_format,
     read_csv_particles,
@@ -20,6 +21,7 @@ __all__ = [
     "ANGLE_CONVENTIONS",
     "PARTICLE_LIST_FORMATS",
     "ExtractedSubtomograms",
+    "ParticleListFormatError",
     "ParticleTable",
     "SubtomogramNormalizer",
     "Subtomograms",

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "ANGLE_CONVENTIONS",
     "PARTICLE_LIST_FORMATS",
+    "ParticleListFormatError",
     "ParticleTable",
     "detect_particle_list_format",
     "read_csv_particles",
@@ -40,9 +41,43 @@ PARTICLE_LIST_FORMATS = ("shrec19", "shrec21", "star", "csv")
 #: Non-protein classes of the SHREC datasets, skipped by the SHREC readers.
 SHREC_NON_PARTICLES = frozenset({"vesicle", "fiducial"})
 
+#: Axis order of the coordinate columns of each SHREC layout.
+_SHREC_AXES = {"shrec19": "zyx", "shrec21": "xyz"}
+_SHREC_LAYOUT = {
+    "shrec19": "pdb_id Z Y X rot_X rot_Y rot_Z",
+    "shrec21": "CLASS x y z phi theta psi",
+}
+
 _STAR_XYZ = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
 _STAR_LABEL_CANDIDATES = ("_rlnClassNumber", "_fsccLabel")
 _CSV_LABEL_CANDIDATES = ("label", "class")
+
+
+class ParticleListFormatError(ValueError):
+    """The format of a particle list cannot be told from the file.
+
+    Raised by :func:`detect_particle_list_format` (and so by
+    :func:`read_particle_list` with ``format="auto"``) instead of guessing.
+
+    Attributes
+    ----------
+    path : str
+        The particle list.
+    candidates : tuple of str
+        The formats the file could be (two for a SHREC list whose axis order
+        nothing in the file decides).
+    reason : str
+        Why the format is undecided.
+    """
+
+    def __init__(self, path, candidates, reason):
+        self.path = str(path)
+        self.candidates = tuple(candidates)
+        self.reason = reason
+        choices = " or ".join(f"format={c!r}" for c in self.candidates)
+        super().__init__(
+            f"Cannot tell the format of '{path}': {reason}; pass {choices}"
+        )
 
 
 @dataclass(frozen=True)
@@ -176,23 +211,50 @@ def _warn_skipped(p: Path, skipped: list[int], reason: str) -> None:
 # SHREC'19 / SHREC'21 whitespace lists
 
 
-def _data_lines(lines: list[str]):
-    """Yield ``(lineno, tokens)`` for non-blank, non-comment lines."""
+def _data_lines(lines: list[str], skip: int | None = None):
+    """Yield ``(lineno, tokens)`` for non-blank, non-comment lines but ``skip``."""
     for lineno, line in enumerate(lines, start=1):
         stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
+        if stripped and not stripped.startswith("#") and lineno != skip:
             yield lineno, stripped.split()
+
+
+def _shrec_header(lines: list[str]) -> tuple[int | None, str | None]:
+    """A column header before the first particle row, and the axis order it gives.
+
+    The header is a comment (``# class x y z ...``) or a plain first row whose
+    fields name the axes. Returns the header's line number when it is a plain
+    row (to be skipped; None for a comment) and the order of its ``x``, ``y``
+    and ``z`` columns (``"xyz"``, ``"zyx"``, ...; None without a header).
+    """
+    for lineno, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        comment = stripped.startswith("#")
+        tokens = [t.strip(",;").lower() for t in stripped.lstrip("#").split()]
+        axes = "".join(t for t in tokens if t in ("x", "y", "z"))
+        if sorted(axes) == ["x", "y", "z"]:
+            return (None if comment else lineno), axes
+        if not comment:
+            return None, None
+    return None, None
 
 
 def _read_shrec(path, fmt: str) -> ParticleTable:
     p = _check_file(path)
     zyx_order = fmt == "shrec19"
-    layout = (
-        "pdb_id Z Y X rot_X rot_Y rot_Z" if zyx_order else "CLASS x y z phi theta psi"
-    )
+    layout = _SHREC_LAYOUT[fmt]
+    lines = _read_lines(p)
+    header_line, axes = _shrec_header(lines)
+    if axes is not None and axes != _SHREC_AXES[fmt]:
+        raise ValueError(
+            f"'{p}': its header orders the coordinates {' '.join(axes)}, but "
+            f"format {fmt!r} expects {' '.join(_SHREC_AXES[fmt])} ({layout})"
+        )
     coords, labels, angles, skipped = [], [], [], []
     n_rows = 0
-    for lineno, tokens in _data_lines(_read_lines(p)):
+    for lineno, tokens in _data_lines(lines, skip=header_line):
         n_rows += 1
         label = tokens[0]
         if label.lower() in SHREC_NON_PARTICLES:
@@ -670,24 +732,40 @@ def read_csv_particles(
 
 
 def _looks_like_shrec(p: Path, lines: list[str]) -> str | None:
-    rows = [t for _, t in _data_lines(lines)]
+    """``"shrec19"`` or ``"shrec21"`` when the file decides, None if not SHREC.
+
+    SHREC'19 (``pdb_id Z Y X ...``) and SHREC'21 (``CLASS x y z ...``) rows
+    look alike; the axis order is taken only from evidence that cannot be a
+    coincidence: a header naming the columns, or the non-particle rows of
+    SHREC'21 (``vesicle``/``fiducial`` classes, NaN angles). The case of the
+    class names decides nothing: a wrong guess would swap x and z silently.
+    """
+    header_line, axes = _shrec_header(lines)
+    rows = [t for _, t in _data_lines(lines, skip=header_line)]
     proteins = [t for t in rows if t[0].lower() not in SHREC_NON_PARTICLES]
-    if not rows or any(len(t) != 7 for t in proteins):
+    if not proteins or any(len(t) != 7 for t in proteins):
         return None
     try:
-        [float(v) for t in proteins for v in t[1:]]
+        values = [float(v) for t in proteins for v in t[1:]]
     except ValueError:
         return None
-    if any(t[0] != t[0].lower() for t in proteins):
+    if axes is not None:
+        by_axes = {v: k for k, v in _SHREC_AXES.items()}
+        if axes in by_axes:
+            return by_axes[axes]
+        raise ParticleListFormatError(
+            p,
+            ("shrec19", "shrec21"),
+            f"its header orders the coordinates {' '.join(axes)}, neither SHREC'19 "
+            "(z y x) nor SHREC'21 (x y z)",
+        )
+    if len(proteins) < len(rows) or any(math.isnan(v) for v in values):
         return "shrec21"
-    if any(math.isnan(float(v)) for t in proteins for v in t[4:]):
-        return "shrec21"
-    if proteins and any(t[0] != t[0].upper() for t in proteins):
-        return "shrec19"
-    raise ValueError(
-        f"Cannot tell whether '{p}' is a SHREC'19 (pdb_id Z Y X ...) or a "
-        "SHREC'21 (CLASS x y z ...) list from its class names; pass "
-        "format='shrec19' or format='shrec21'"
+    raise ParticleListFormatError(
+        p,
+        ("shrec19", "shrec21"),
+        "it could be a SHREC'19 (pdb_id Z Y X ...) or a SHREC'21 (CLASS x y z ...) "
+        "list, and no header or vesicle/fiducial row decides the axis order",
     )
 
 
@@ -697,9 +775,11 @@ def detect_particle_list_format(path: str | os.PathLike) -> str:
     ``.star`` files are STAR and ``.csv`` files are CSV. Other files are
     inspected: a ``data_`` line means STAR, a comma-separated header with
     ``x``, ``y``, ``z`` means CSV, and rows of 7 whitespace-separated fields
-    (a name then six numbers) mean a SHREC list. SHREC'21 is recognised by
-    upper-case class names (PDB ids such as ``1BXN``) or NaN angles, SHREC'19
-    by lower-case PDB ids.
+    (a name then six numbers) mean a SHREC list. SHREC'19 (``Z Y X``) and
+    SHREC'21 (``x y z``) are told apart only by a header naming the columns
+    (``# class x y z phi theta psi``) or by SHREC'21's non-particle rows
+    (``vesicle``, ``fiducial``, NaN angles); otherwise the file is refused
+    rather than guessed, since a wrong guess swaps x and z without any error.
 
     Parameters
     ----------
@@ -713,8 +793,11 @@ def detect_particle_list_format(path: str | os.PathLike) -> str:
 
     Raises
     ------
+    ParticleListFormatError
+        If the format cannot be determined; its ``candidates`` name the
+        formats the file could be.
     ValueError
-        If the format cannot be determined.
+        If the file is empty.
     """
     p = _check_file(path)
     suffix = p.suffix.lower()
@@ -723,6 +806,8 @@ def detect_particle_list_format(path: str | os.PathLike) -> str:
     if suffix == ".csv":
         return "csv"
     lines = _read_lines(p)
+    if not any(ln.strip() and not ln.strip().startswith("#") for ln in lines):
+        raise ValueError(f"Particle list '{p}' is empty: it has no particle rows")
     first = next((ln.strip() for ln in lines if ln.strip()), "")
     if first.startswith("data_") or any(ln.strip().startswith("data_") for ln in lines):
         return "star"
@@ -733,9 +818,10 @@ def detect_particle_list_format(path: str | os.PathLike) -> str:
     shrec = _looks_like_shrec(p, lines)
     if shrec is not None:
         return shrec
-    raise ValueError(
-        f"Cannot detect the format of particle list '{p}'; pass format= one of "
-        f"{PARTICLE_LIST_FORMATS}"
+    raise ParticleListFormatError(
+        p,
+        PARTICLE_LIST_FORMATS,
+        "it is neither a STAR file, a CSV with x, y, z columns nor a SHREC list",
     )
 
 
@@ -752,7 +838,9 @@ def read_particle_list(
     path : str or path-like
         The particle list.
     format : {"auto", "shrec19", "shrec21", "star", "csv"}, default="auto"
-        File format; ``"auto"`` uses :func:`detect_particle_list_format`.
+        File format; ``"auto"`` uses :func:`detect_particle_list_format`,
+        which refuses a SHREC list whose axis order (SHREC'19 ``Z Y X`` or
+        SHREC'21 ``x y z``) the file does not decide.
     label_column : str, optional
         Label column for STAR and CSV files (see :func:`read_star` and
         :func:`read_csv_particles`); not allowed for SHREC lists.
@@ -765,8 +853,11 @@ def read_particle_list(
 
     Raises
     ------
+    ParticleListFormatError
+        With ``format="auto"``, if the file does not decide its format.
     ValueError
-        If the format is unknown or undetectable, or the file is malformed.
+        If the format is unknown, the file is malformed, or a SHREC header
+        contradicts ``format``.
 
     Examples
     --------

@@ -52,8 +52,9 @@ def test_axis_order_each_voxel(ramp_tomogram):
 def _list_files(tmp_path, particles):
     """Write the same particles (label, x, y, z) in the three list formats."""
     shrec19 = tmp_path / "particle_locations_model_0.txt"
-    shrec19.write_text(
-        "".join(f"{lab.lower()} {z} {y} {x} 0 0 0\n" for lab, x, y, z in particles)
+    shrec19.write_text(  # the header decides the axis order (z y x)
+        "# pdb_id Z Y X rot_X rot_Y rot_Z\n"
+        + "".join(f"{lab.lower()} {z} {y} {x} 0 0 0\n" for lab, x, y, z in particles)
     )
     shrec21 = tmp_path / "particle_locations.txt"
     shrec21.write_text(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fscc_sklearn.io import (
+    ParticleListFormatError,
     ParticleTable,
     detect_particle_list_format,
     read_csv_particles,
@@ -79,8 +80,7 @@ def test_shrec19_reorders_zyx(tmp_path):
     np.testing.assert_array_equal(table.angles[0], [0.5, 1.5, 2.5])
     assert table.angle_convention == "shrec19_xyz"
     assert table.n_skipped == 0
-    assert detect_particle_list_format(path) == "shrec19"
-    assert read_particle_list(path).format == "shrec19"
+    assert read_particle_list(path, format="shrec19").format == "shrec19"
 
 
 def test_shrec21_skips_and_counts_non_particles(tmp_path):
@@ -218,13 +218,16 @@ def test_format_errors(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown particle list format 'xml'"):
         read_particle_list(path, format="xml")
     unknown = _write(tmp_path, "u.txt", "some free text\nnot a list\n")
-    with pytest.raises(ValueError, match=r"Cannot detect the format.*u\.txt"):
+    with pytest.raises(ParticleListFormatError, match=r"u\.txt.*neither") as exc:
         read_particle_list(unknown)
+    assert exc.value.candidates == ("shrec19", "shrec21", "star", "csv")
+    empty = _write(tmp_path, "e.txt", "\n# nothing\n")
+    with pytest.raises(ValueError, match=r"e\.txt' is empty"):
+        read_particle_list(empty)
     ambiguous = _write(tmp_path, "amb.txt", "1234 1 2 3 0 0 0\n")
-    with pytest.raises(
-        ValueError, match=r"Cannot tell whether '.*amb\.txt' is a SHREC'19"
-    ):
+    with pytest.raises(ParticleListFormatError, match=r"amb\.txt.*SHREC'19") as exc:
         read_particle_list(ambiguous)
+    assert exc.value.candidates == ("shrec19", "shrec21")
     # explicit format resolves the ambiguity
     assert read_particle_list(ambiguous, format="shrec21").coords.tolist() == [
         [1.0, 2.0, 3.0]
@@ -246,3 +249,42 @@ def test_particle_table_validation():
         warnings.simplefilter("error")
         t = ParticleTable(coords=[[1, 2, 3]], labels=["a"])
     assert t.coords.dtype == np.float64
+
+
+@pytest.mark.parametrize("case", ["lower", "upper"])
+def test_shrec_axis_order_is_never_guessed_from_the_class_names(tmp_path, case):
+    # a SHREC'21-style list (class x y z ...) with lower-case names used to be
+    # read as SHREC'19 (z y x): x and z swapped without an error
+    names = ["1bxn", "3gl1"] if case == "lower" else ["1BXN", "3GL1"]
+    text = f"{names[0]} 10 20 30 0 0 0\n{names[1]} 5 6 7 0 0 0\n"
+    path = _write(tmp_path, "locations.txt", text)
+    with pytest.raises(ParticleListFormatError, match="SHREC'19.*SHREC'21") as exc:
+        detect_particle_list_format(path)
+    assert exc.value.candidates == ("shrec19", "shrec21")
+    assert read_particle_list(path, format="shrec21").coords[0].tolist() == [10, 20, 30]
+    assert read_particle_list(path, format="shrec19").coords[0].tolist() == [30, 20, 10]
+
+
+@pytest.mark.parametrize(
+    ("header", "fmt", "first"),
+    [
+        ("# class x y z phi theta psi", "shrec21", [10, 20, 30]),
+        ("class x y z phi theta psi", "shrec21", [10, 20, 30]),
+        ("# pdb_id Z Y X rot_X rot_Y rot_Z", "shrec19", [30, 20, 10]),
+    ],
+)
+def test_shrec_header_decides_the_axis_order(tmp_path, header, fmt, first):
+    path = _write(tmp_path, "l.txt", f"{header}\n1bxn 10 20 30 0 0 0\n")
+    assert detect_particle_list_format(path) == fmt
+    table = read_particle_list(path)
+    assert table.format == fmt and table.coords.tolist() == [first]
+    other = "shrec19" if fmt == "shrec21" else "shrec21"
+    with pytest.raises(ValueError, match="header orders the coordinates"):
+        read_particle_list(path, format=other)
+
+
+def test_shrec21_non_particle_rows_decide_the_axis_order(tmp_path):
+    path = _write(tmp_path, "l.txt", "1bxn 10 20 30 0 0 0\nvesicle 1 2 3 nan nan nan\n")
+    with pytest.warns(UserWarning, match="Skipped 1 row"):
+        table = read_particle_list(path)
+    assert table.format == "shrec21" and table.coords.tolist() == [[10, 20, 30]]
