@@ -12,9 +12,9 @@ so ``nu`` is chosen per support set by leave-one-out.
 """
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from ._grouping import class_means
+from ._temperature import best_inverse_temperature, tempered_log_likelihood
 
 # Candidate prior strengths nu / d of support_scatter="auto"; the prior alone first
 SCATTER_GRID = (np.inf, 4.0, 1.0, 0.25, 0.0625)
@@ -88,13 +88,4 @@ def _tempered_loglik(scores, y):
     at the temperature ``t`` that maximises their sum."""
     s = scores - scores.max(1, keepdims=True)
     s /= max(float(np.abs(s).mean()), np.finfo(float).tiny)
-    true = s[np.arange(len(s)), y]
-
-    def loglik(log_t):
-        t = np.exp(log_t)
-        return t * true - np.log(np.exp(t * s).sum(1))
-
-    log_t = minimize_scalar(
-        lambda v: -loglik(v).sum(), bounds=(-10, 10), method="bounded"
-    ).x
-    return loglik(log_t)
+    return tempered_log_likelihood(s, y, best_inverse_temperature(s, y))
