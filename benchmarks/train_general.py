@@ -43,8 +43,8 @@ N_STAT_CLASSES = 12  # classes whose feature statistics ship with the model
 WIDTH = 32
 STREAM = dict(classes_per_batch=16, per_class=4, batches_per_epoch=100)
 STAGES = {
-    "procedural": dict(epochs=14, lr=1e-3, warmup_epochs=1.0),
-    "shipped": dict(epochs=4, lr=5e-4, warmup_epochs=0.25),
+    "procedural": dict(epochs=8, lr=1e-3, warmup_epochs=1.0),
+    "shipped": dict(epochs=3, lr=5e-4, warmup_epochs=0.25),
 }
 
 
@@ -52,7 +52,14 @@ def stage_maps(stage: str) -> dict:
     """Class name -> map for a stage (None = a packaged map)."""
     from fscc_sklearn.datasets import available_maps, make_procedural_maps
 
-    procedural = make_procedural_maps(N_PROCEDURAL, random_state=SEED).maps
+    cache = CACHE / f"procedural_maps_{N_PROCEDURAL}_seed{SEED}.npz"
+    if cache.exists():  # only a cache: the maps are a function of the seed
+        with np.load(cache) as f:
+            procedural = {name: f[name] for name in f.files}
+    else:
+        procedural = make_procedural_maps(N_PROCEDURAL, random_state=SEED).maps
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **procedural)
     if stage == "procedural":
         return procedural
     packaged = [m for m in available_maps() if m not in SHREC21_NOVEL]
