@@ -370,6 +370,11 @@ def cmd_simulate(args):
         X, y = data[f"X_{part}"], data[f"y_{part}"]
         folder = out / part
         folder.mkdir(exist_ok=True)
+        if args.force:  # an earlier simulation's files would be read back with these
+            for f in folder.glob("subtomo*.mrc*"):
+                f.unlink()
+            for f in folder.glob("labels.*"):
+                f.unlink()
         if args.layout == "stack":
             stack = folder / "subtomograms.mrcs"
             write_subtomograms(stack, X, args.voxel_size, overwrite=args.force)

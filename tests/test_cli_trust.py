@@ -626,3 +626,18 @@ def test_report_warns_when_accuracy_is_at_chance(tmp_path):
     assert "<b>Warning</b>" in html.read_text()
     flags = [e["at_chance"] for e in json.loads(results.read_text())["evaluations"]]
     assert flags == [True, False]
+
+
+def test_simulate_force_replaces_an_earlier_simulation(tmp_path, capsys):
+    # docs/cli.md runs "fscc simulate data --novel 1bxn,3qm1 --n-per-class 20
+    # --force" after a larger simulation into the same folder
+    argv = ["simulate", tmp_path / "data", "--box", "8", "-q"]
+    assert run(capsys, *argv, "--n-per-class", "3")[0] == 0
+    code, _, err = run(
+        capsys, *argv, "--n-per-class", "2", "--novel", "1bxn,3qm1", "--force"
+    )
+    assert code == 0, err
+    assert (
+        len(read_labels_table(tmp_path / "data" / "novel" / "labels.csv").labels) == 4
+    )
+    assert len(list((tmp_path / "data" / "base").glob("*.mrc"))) == 2 * 11
