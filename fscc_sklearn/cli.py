@@ -642,7 +642,8 @@ def cmd_adapt(args):
     from ._persistence import save_model
 
     _check_outputs(args, args.output)
-    model, meta = _load_model(args, args.model)
+    source = _adapt_source(args)
+    model, meta = _load_model(args, source)
     data = _read_data(args, need_labels=True, meta=meta)
     if args.shots is not None:
         data = data.subset(_pick_shots(data.y, args.shots, args.seed))
@@ -663,7 +664,7 @@ def cmd_adapt(args):
         "support_data": data.source,
         "support": data.names,
         "support_sha256": digests,
-        "pretrained_model": str(args.model),
+        "pretrained_model": args.pretrained or str(args.model),
     }
     save_model(adapted, args.output, extra, overwrite=args.force)
     _say(
@@ -671,6 +672,20 @@ def cmd_adapt(args):
         f"saved {args.output}: adapted to {len(np.unique(data.y))} classes from "
         f"{len(data.y)} examples: {_class_summary(data.y)}",
     )
+
+
+def _adapt_source(args):
+    """The model to adapt: a file, or the path of a shipped model."""
+    from ._pretrained import pretrained_path
+
+    if (args.model is None) == (args.pretrained is None):
+        raise ValueError(
+            "give either a pre-trained MODEL file or --pretrained NAME (e.g. "
+            "--pretrained general), not both"
+            if args.model
+            else "give a pre-trained MODEL file or --pretrained general"
+        )
+    return args.model if args.pretrained is None else pretrained_path(args.pretrained)
 
 
 def cmd_predict(args):
@@ -941,6 +956,11 @@ def cmd_demo(args):
     from .datasets import load_shrec21_like
 
     t_start = time.perf_counter()
+    if not args.pretrain and args.box != 32:
+        raise ValueError(
+            f"the shipped general model reads 32^3 boxes, not --box {args.box}; "
+            "add --pretrain to train on other boxes"
+        )
     folder = _prepare_dir(args, args.out_dir)
     _note(
         args,
@@ -963,14 +983,20 @@ def cmd_demo(args):
         f"{len(data.novel_classes)} novel classes ({', '.join(data.novel_classes)}) "
         f"[{t_sim:.0f} s]",
     )
-    _note(args, "pre-training Conv-6 on the base classes ...")
-    pipe, t_train = _train(args, data.X_base, data.y_base)
-    hist = pipe.named_steps["embed"].history
-    _say(
-        args,
-        f"pre-trained in {t_train:.0f} s: base-class training accuracy "
-        f"{hist[-1, 'train_acc']:.3f}",
-    )
+    if not args.pretrain:
+        from ._pretrained import pretrained_model
+
+        pipe, t_train = pretrained_model(device=args.device), 0.0
+        _say(args, "using the shipped general model (no pre-training; see --pretrain)")
+    else:
+        _note(args, "pre-training Conv-6 on the base classes ...")
+        pipe, t_train = _train(args, data.X_base, data.y_base)
+        hist = pipe.named_steps["embed"].history
+        _say(
+            args,
+            f"pre-trained in {t_train:.0f} s: base-class training accuracy "
+            f"{hist[-1, 'train_acc']:.3f}",
+        )
     model_path = folder / "pretrained.safetensors"
     save_model(
         pipe,
@@ -1045,7 +1071,9 @@ def cmd_demo(args):
         f"{args.box}, SNR 0.05",
         "base classes": ", ".join(data.base_classes),
         "novel classes": ", ".join(data.novel_classes),
-        "pre-training": f"{_pretraining_fact(pipe)}, {t_train:.0f} s",
+        "pre-training": f"{_pretraining_fact(pipe)}, {t_train:.0f} s"
+        if args.pretrain
+        else "none: the shipped general model (docs/pretrained.md)",
         "adapted with 5 shots": f"accuracy {acc:.3f} on the other {len(rest)} novel "
         "subtomograms",
         "seed": args.seed,
@@ -1379,10 +1407,19 @@ def build_parser() -> argparse.ArgumentParser:
         "MODEL calibrate a classifier of the new classes in DATA.",
         [
             "fscc adapt base.safetensors data/novel --shots 5 -o novel.safetensors",
+            "fscc adapt --pretrained general data/novel --shots 5 -o novel.safetensors",
             "fscc adapt base.safetensors mine/ --labels few.csv -o mine.safetensors",
         ],
     )
-    p.add_argument("model", help="pre-trained model file")
+    p.add_argument(
+        "model", nargs="?", help="pre-trained model file (or use --pretrained)"
+    )
+    p.add_argument(
+        "--pretrained",
+        choices=("general",),
+        help="start from the model shipped with the package instead of a file "
+        "(no pre-training needed; see docs/pretrained.md)",
+    )
     _data_args(p, labels_required=True)
     p.add_argument(
         "-o",
@@ -1473,15 +1510,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "demo",
         cmd_demo,
-        "simulate, pre-train, adapt, evaluate and plot in a few minutes",
-        "The whole job on SHREC'21-like simulated data: pre-train on the 8 "
-        "base classes, adapt to the 5 novel ones with 1 and 5 shots, print "
-        "mean ± 95% CI, save models, plots and a report.",
+        "simulate, adapt, evaluate and plot in seconds (or pre-train first)",
+        "The whole job on SHREC'21-like simulated data: adapt the shipped "
+        "general model (or, with --pretrain, a Conv-6 pre-trained on the 8 base "
+        "classes) to the 5 novel ones with 1 and 5 shots, print mean ± 95% CI, "
+        "save models, predictions, plots and a report.",
         [
             "fscc demo",
+            "fscc demo --pretrain",
             "fscc demo --seed 1 --episodes 300 --out-dir demo1",
-            "fscc demo --n-per-class 200 --epochs 20 --width 32",
+            "fscc demo --pretrain --n-per-class 200 --epochs 20 --width 32",
         ],
+    )
+    p.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="pre-train on the simulated base classes instead of using the "
+        "shipped general model",
     )
     p.add_argument("--out-dir", default="fscc_demo", help="output folder (fscc_demo)")
     p.add_argument(

@@ -634,6 +634,7 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     code, out, _ = run(
         capsys,
         "demo",
+        "--pretrain",
         "--n-per-class",
         "8",
         "--box",
