@@ -284,8 +284,8 @@ def model_card(record, training) -> str:
 - **File**: `general.safetensors`, {size:.1f} MiB, SHA-256 `{digest}`.
   Safe format: tensors + JSON, loaded without running code
   (`fscc_sklearn.pretrained_model()`, `pretrained_embedder()`).
-- **What it is**: a Conv-6 embedder (width {tg.WIDTH}, 32^3 boxes at 10 Å, {tg.WIDTH * 8}
-  non-negative features) and the feature statistics (mean, covariance) of
+- **What it is**: a Conv-6 embedder (width {tg.WIDTH}, 32^3 boxes at 10 Å,
+  {tg.WIDTH * 8} non-negative features) and the feature statistics (mean, covariance) of
   {tg.N_STAT_CLASSES} of its training classes, for `CalibratedFewShotClassifier`.
 - **Intended use**: few-shot classification of subtomograms (1-5 labelled examples
   per class) without a labelled base set; a starting point for fine-tuning on one
