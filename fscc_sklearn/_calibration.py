@@ -17,12 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ._grouping import class_means
 from ._scatter import choose_strength, scatter_gaussian
-from ._temperature import (
-    base_episode_temperatures,
-    reference_gap,
-    support_gap,
-    temperature_for_shots,
-)
+from ._temperature import base_episode_temperatures, temperature_for_shots
 from ._validation import check_class_counts
 
 # Below this many support + synthetic features times dimensions, BLAS threads
@@ -31,11 +26,6 @@ _SMALL_PROBLEM = 4_000_000
 # Floor of the class-mean spread in empirical_kappa, in units of the support
 # mean's variance s2 / K (chosen on the paper split, see docs/calibration.md)
 _MIN_SPREAD = 0.2
-# Support score gaps this many times smaller or larger than those of the base
-# episodes warn that the temperature may not transfer (the split with the 5
-# largest particles novel: 5-18x smaller, uncalibrated; the paper split:
-# 1.3-1.4x larger, calibrated; docs/calibration.md)
-_GAP_RATIO_WARNING = 3.0
 
 
 def tukey_transform(X: np.ndarray, lam: float = 0.5) -> np.ndarray:
@@ -695,11 +685,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
             return self
         stats = self.base_statistics_ = self._checked_base(X)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        self._fit_few_shot(Z, y, y_idx, stats, rng)
-        self.temperature_ = self._few_shot_temperature(stats, Z, y_idx)
-        return self
-
-    def _fit_few_shot(self, Z, y, y_idx, stats, rng):
+        self.temperature_ = self._few_shot_temperature(stats, y_idx)
         if self.method == "bayes":
             means, cov = bayes_gaussian_parameters(
                 Z, y_idx, len(self.classes_), stats, k=self.k,
@@ -716,14 +702,14 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
                 Z[own], own_idx, len(own_classes), means, cov, strength
             )
             self.n_iter_ = np.ones(1, dtype=int)
-            return
+            return self
         small = Z.shape[1] * self.n_samples * len(self.classes_) < _SMALL_PROBLEM
         with threadpool_limits(1 if small else None):
             X_train, y_train = calibrated_training_set(
                 Z, y, stats, k=self.k, alpha=self.alpha,
                 n_samples=self.n_samples, rng=rng, dtype=np.float32,
             )  # fmt: skip
-            self._fit_logreg(X_train, y_train, rng)
+            return self._fit_logreg(X_train, y_train, rng)
 
     def _fit_base(self, X, Z, y, rng):
         stats = self.base_statistics_ = BaseStatistics.from_features(
@@ -756,7 +742,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
             make_classifier, X, y_idx, self.k, np.random.RandomState(seed)
         )
 
-    def _few_shot_temperature(self, stats, Z, y_idx):
+    def _few_shot_temperature(self, stats, y_idx):
         if self.calibrate_proba is None:
             return 1.0
         if not stats.proba_temperatures:
@@ -771,20 +757,7 @@ class CalibratedFewShotClassifier(ClassifierMixin, BaseEstimator):
             )
             return 1.0
         n_shot = float(np.bincount(y_idx).mean())
-        table = stats.proba_temperatures
-        gap, ref = support_gap(self._scores(Z), y_idx), reference_gap(table, n_shot)
-        if ref > 0 and not ref / _GAP_RATIO_WARNING <= gap <= ref * _GAP_RATIO_WARNING:
-            warnings.warn(
-                f"The support's classes lie {gap:.3g} apart in score (own class "
-                "minus the others, mean over the support); the base-class episodes "
-                f"the probability temperature was fitted on lay {ref:.3g} apart. "
-                f"Beyond a factor {_GAP_RATIO_WARNING:g} the temperature may not "
-                "transfer: predict_proba may be far from calibrated (predictions "
-                "are not affected; docs/calibration.md).",
-                UserWarning,
-                stacklevel=3,
-            )
-        return temperature_for_shots(table, n_shot)
+        return temperature_for_shots(stats.proba_temperatures, n_shot)
 
     def _checked_base(self, X):
         stats = _as_base_statistics(self.base)

@@ -315,32 +315,29 @@ def _stats_scalars(stats) -> dict:
 
 
 def _temperatures_to_json(table) -> list:
-    return [[int(row[0]), *(float(v) for v in row[1:])] for row in table]
+    return [[int(shots), float(t)] for shots, t in table]
 
 
 def _temperatures_from_json(entry) -> tuple:
-    """``proba_temperatures`` rows ``[shots, temperature(, gap)]`` of a model
-    file (absent in files written before they existed)."""
+    """``proba_temperatures`` of a model file (absent before they existed)."""
     if entry is None:
         return ()
     ok = isinstance(entry, list) and all(
-        isinstance(row, list)
-        and len(row) in (2, 3)
-        and isinstance(row[0], int)
-        and row[0] >= 1
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-            for v in row[1:]
-        )
-        and row[1] > 0
-        for row in entry
+        isinstance(pair, list)
+        and len(pair) == 2
+        and isinstance(pair[0], int)
+        and pair[0] >= 1
+        and isinstance(pair[1], (int, float))
+        and np.isfinite(pair[1])
+        and pair[1] > 0
+        for pair in entry
     )
     if not ok:
         raise ValueError(
-            f"probability temperatures {entry!r} are not [shots, temperature, gap] "
-            "rows of a positive integer, a positive number and a number."
+            f"probability temperatures {entry!r} are not [shots, temperature] pairs "
+            "of a positive integer and a positive number."
         )
-    return tuple((row[0], *(float(v) for v in row[1:])) for row in entry)
+    return tuple((shots, float(t)) for shots, t in entry)
 
 
 def _history(emb) -> list:

@@ -97,9 +97,8 @@ def base_episode_temperatures(make_classifier, X, y_idx, k, rng):
 
     Returns
     -------
-    tuple of (int, float, float)
-        ``(n_shot, temperature, gap)`` rows, ``gap`` the median
-        :func:`support_gap` of the episodes; empty with fewer than 3 classes.
+    tuple of (int, float)
+        ``(n_shot, temperature)`` pairs; empty with fewer than 3 classes.
     """
     n_classes = int(y_idx.max()) + 1
     n_way = min(MAX_WAY, n_classes - min(k, n_classes - 2))
@@ -116,7 +115,7 @@ def base_episode_temperatures(make_classifier, X, y_idx, k, rng):
     for n_shot in CALIBRATION_SHOTS:
         if n_shot >= counts.min():
             continue
-        scores, targets, gaps = [], [], []
+        scores, targets = [], []
         for clf, members in splits:
             for support, query, seed in pseudo_novel_episodes(
                 members, n_shot, N_QUERY, N_EPISODES, rng
@@ -124,40 +123,16 @@ def base_episode_temperatures(make_classifier, X, y_idx, k, rng):
                 clf.set_params(random_state=seed).fit(X[support], y_idx[support])
                 scores.append(clf._logits(X[query]))
                 targets.append(np.searchsorted(clf.classes_, y_idx[query]))
-                own = np.searchsorted(clf.classes_, y_idx[support])
-                gaps.append(support_gap(clf._logits(X[support]), own))
-        T = fit_temperature(np.vstack(scores), np.concatenate(targets))
-        table.append((n_shot, T, float(np.median(gaps))))
+        table.append(
+            (n_shot, fit_temperature(np.vstack(scores), np.concatenate(targets)))
+        )
     return tuple(table)
 
 
-def support_gap(scores, y):
-    """Mean score of each support example's own class minus the mean score of
-    the other classes: how far apart the classes lie, in score units."""
-    own = scores[np.arange(len(y)), y]
-    others = (scores.sum(1) - own) / (scores.shape[1] - 1)
-    return float(np.mean(own - others))
-
-
 def temperature_for_shots(table, n_shot):
-    """Temperature at ``n_shot`` shots from ``(shots, temperature, ...)`` rows:
+    """Temperature at ``n_shot`` shots from ``(shots, temperature)`` pairs:
     linear in log-log between them, constant beyond; 1 for an empty table."""
-    return _log_log(table, n_shot, 1)
-
-
-def reference_gap(table, n_shot):
-    """Median support gap of the base episodes at ``n_shot`` shots, interpolated
-    as :func:`temperature_for_shots`; NaN when the table holds no gaps."""
-    if not table or len(table[0]) < 3:
-        return np.nan
-    return _log_log(table, n_shot, 2)
-
-
-def _log_log(table, n_shot, column):
     if not table:
         return 1.0
-    rows = np.asarray(table, dtype=float)
-    x, v = np.log(rows[:, 0]), rows[:, column]
-    if np.all(v > 0):
-        return float(np.exp(np.interp(np.log(n_shot), x, np.log(v))))
-    return float(np.interp(np.log(n_shot), x, v))
+    shots, temps = np.log(np.asarray(table, dtype=float)).T
+    return float(np.exp(np.interp(np.log(n_shot), shots, temps)))
