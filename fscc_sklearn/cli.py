@@ -678,6 +678,14 @@ def _adapt_source(args):
     """The model to adapt: a file, or the path of a shipped model."""
     from ._pretrained import pretrained_path
 
+    if args.pretrained is not None and args.data is None:
+        # argparse fills the first positional (MODEL) with the data folder
+        args.data, args.model = args.model, None
+    if args.pretrained is None and args.data is None and not args.tomogram:
+        raise ValueError(
+            "give a pre-trained MODEL file and the DATA to adapt to, or "
+            "--pretrained general and the DATA"
+        )
     if (args.model is None) == (args.pretrained is None):
         raise ValueError(
             "give either a pre-trained MODEL file or --pretrained NAME (e.g. "

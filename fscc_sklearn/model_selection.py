@@ -54,7 +54,10 @@ def adapt(estimator, X, y):
     if not isinstance(estimator, Pipeline):
         return few_shot_clone(estimator).fit(X, y)
     *head, (name, last) = estimator.steps
-    steps = [(n, FrozenEstimator(step)) for n, step in head]
+    steps = [
+        (n, step if isinstance(step, FrozenEstimator) else FrozenEstimator(step))
+        for n, step in head
+    ]
     return Pipeline([*steps, (name, few_shot_clone(last))]).fit(X, y)
 
 
