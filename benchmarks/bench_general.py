@@ -388,6 +388,10 @@ def report(record) -> str:
         "",
         "## (b) against training samples seen (nearest prototype, 100 episodes)",
         "",
+        "Snapshots are taken at the end of an epoch, before the BatchNorm statistics "
+        "are recomputed over the stream, so the last point sits a little below (b)'s "
+        "final numbers above.",
+        "",
         "| SNR | epoch | samples seen | 1-shot | 5-shot |",
         "|---|---|---|---|---|",
     ]
