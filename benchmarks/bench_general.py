@@ -216,7 +216,7 @@ def main(argv=None):
                         )
             # (b) on every packaged map: none was seen in training
             for k in SHOTS:
-                clf = classifiers("b", F)["default"]
+                clf = clfs["b"]["default"]
                 a = episodes(clf, F["b_all"], F["y_all"], k, args.episodes)
                 rows.append(
                     dict(

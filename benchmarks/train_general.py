@@ -68,7 +68,7 @@ def stage_maps(stage: str) -> dict:
     return {**{m: None for m in packaged}, **{k: procedural[k] for k in keep}}
 
 
-def stat_classes(stage: str, names: list[str]) -> list[str]:
+def stat_classes(names: list[str]) -> list[str]:
     """Training classes whose statistics ship: packaged ones first."""
     packaged = [n for n in names if not n.startswith("proc_")]
     procedural = [n for n in names if n.startswith("proc_")]
@@ -141,7 +141,7 @@ def train_stage(stage: str, epochs: int | None = None):
     ckpt = emb.get_params()["callbacks"][0][1]
     resumed = ckpt.resumed_from_
     # base statistics from a few training classes, over the stream's SNR range
-    names = stat_classes(stage, stream.class_names)
+    names = stat_classes(stream.class_names)
     stats_stream = SubtomogramStream(
         {n: maps[n] for n in names},
         classes_per_batch=len(names),

@@ -6,10 +6,9 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from sklearn.frozen import FrozenEstimator
-
 from ._embedder import Conv6Embedder
 from ._persistence import _unwrap, load_model
+from .model_selection import freeze
 
 __all__ = ["embedder_from", "pretrained_embedder", "pretrained_model"]
 
@@ -53,7 +52,7 @@ def pretrained_model(name: str = "general", *, device: str = "cpu"):
     """
     model = load_model(pretrained_path(name), device=device)
     model.steps = [
-        (step, _freeze(est) if isinstance(_unwrap(est)[0], Conv6Embedder) else est)
+        (step, freeze(est) if isinstance(_unwrap(est)[0], Conv6Embedder) else est)
         for step, est in model.steps
     ]
     return model
@@ -74,7 +73,7 @@ def pretrained_embedder(name: str = "general", *, device: str = "cpu"):
     >>> emb.transform(X).shape  # doctest: +SKIP
     (n, 256)
     """
-    return _freeze(embedder_from(name, device=device))
+    return freeze(embedder_from(name, device=device))
 
 
 def embedder_from(source, *, device: str = "cpu") -> Conv6Embedder:
@@ -91,7 +90,3 @@ def embedder_from(source, *, device: str = "cpu") -> Conv6Embedder:
         if isinstance(est, Conv6Embedder):
             return est
     raise ValueError(f"{source} holds no Conv6Embedder.")  # pragma: no cover
-
-
-def _freeze(est):
-    return est if isinstance(est, FrozenEstimator) else FrozenEstimator(est)

@@ -54,11 +54,15 @@ def adapt(estimator, X, y):
     if not isinstance(estimator, Pipeline):
         return few_shot_clone(estimator).fit(X, y)
     *head, (name, last) = estimator.steps
-    steps = [
-        (n, step if isinstance(step, FrozenEstimator) else FrozenEstimator(step))
-        for n, step in head
-    ]
+    steps = [(n, freeze(step)) for n, step in head]
     return Pipeline([*steps, (name, few_shot_clone(last))]).fit(X, y)
+
+
+def freeze(estimator):
+    """``estimator`` in a ``FrozenEstimator``, unless it already is one."""
+    if isinstance(estimator, FrozenEstimator):
+        return estimator
+    return FrozenEstimator(estimator)
 
 
 def _check_count(value, name, minimum):

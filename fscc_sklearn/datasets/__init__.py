@@ -2,6 +2,7 @@
 
 from ._cache import get_data_home
 from ._maps import available_maps, load_map, prepare_map
+from ._procedural import make_procedural_maps, symmetry_operators
 from ._shrec import (
     SHREC19_CLASSES,
     SHREC19_NOVEL,
@@ -10,7 +11,6 @@ from ._shrec import (
     load_shrec19_like,
     load_shrec21_like,
 )
-from ._procedural import make_procedural_maps, symmetry_operators
 from ._simulate import missing_wedge_mask, simulate_subtomograms
 from ._stats import SHREC21_REFERENCE_STATS, noise_spectrum_stats
 from ._stream import SubtomogramStream
