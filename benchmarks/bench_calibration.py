@@ -175,7 +175,7 @@ def pca_space(Zb, n_components):
 
 def bayes_means_cov(Zs, ys, stats, **params):
     """Calibrated class means and shared covariance of the default method."""
-    from fscc_sklearn._calibration import bayes_gaussian_parameters
+    from fscc_sklearn.calibration._calibration import bayes_gaussian_parameters
 
     classes, idx = np.unique(ys, return_inverse=True)
     kw = {"k": 2, "kappa": "auto", "shrinkage": 1.0, **params}
@@ -185,7 +185,7 @@ def bayes_means_cov(Zs, ys, stats, **params):
 
 def pca_predict(Zs, ys, Zq, space, stats):
     """The default rule in the PCA space of the base features."""
-    from fscc_sklearn._calibration import _linear_gaussian
+    from fscc_sklearn.calibration._calibration import _linear_gaussian
 
     mean, axes = space
     Ps, Pq = (Zs - mean) @ axes.T, (Zq - mean) @ axes.T
@@ -199,7 +199,7 @@ def transductive_predict(Zs, ys, Zq, stats, n_iter):
     calibrated means, each weighted as its support count."""
     from sklearn.utils.extmath import softmax
 
-    from fscc_sklearn._calibration import _linear_gaussian
+    from fscc_sklearn.calibration._calibration import _linear_gaussian
 
     classes, idx, means0, cov = bayes_means_cov(Zs, ys, stats)
     counts = np.bincount(idx, minlength=len(classes)).astype(float)

@@ -35,7 +35,7 @@ from sklearn.base import BaseEstimator
 
 import fscc_sklearn
 from fscc_sklearn import Conv6Embedder
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
 from fscc_sklearn.distributed import (
     ParticleJob,
     embed_particles_distributed,

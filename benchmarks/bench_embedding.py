@@ -37,10 +37,10 @@ import skorch
 import torch
 
 import fscc_sklearn
-import fscc_sklearn._embedder as embedder_mod
+import fscc_sklearn.embedding._embedder as embedder_mod
 from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder, evaluate_episodes
-from fscc_sklearn._runtime import tune_malloc
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
+from fscc_sklearn.embedding._runtime import tune_malloc
 from fscc_sklearn.nn import Conv6
 
 RESULTS = Path(__file__).parent / "results"
@@ -241,10 +241,10 @@ MALLOC_CHILD = """
 import json, sys, time, numpy as np, torch
 sys.path.insert(0, {bench_dir!r})
 import bench_embedding as b
-import fscc_sklearn._embedder as m
+import fscc_sklearn.embedding._embedder as m
 mode, micro, threads, n = {mode!r}, {micro}, {threads}, {n}
 if mode == "mallopt":
-    from fscc_sklearn._runtime import tune_malloc
+    from fscc_sklearn.embedding._runtime import tune_malloc
     tune_malloc()
 torch.set_num_threads(threads)
 m._CPU_MICRO_BATCH = micro

@@ -48,7 +48,7 @@ MODEL_NAMES = {
 
 def embedder(stage: str, state=None):
     """The embedder of a trained stage, optionally with other (snapshot) weights."""
-    from fscc_sklearn._pretrained import embedder_from
+    from fscc_sklearn.embedding._pretrained import embedder_from
 
     emb = embedder_from(str(tg.model_path(stage)))
     if state is not None:

@@ -253,7 +253,7 @@ def features(job, cfg, args, log):
 
 
 def make_classifier(kind, base_fscc):
-    from fscc_sklearn._baselines import (
+    from fscc_sklearn.baselines import (
         BaselineClassifier,
         BaselinePlusPlusClassifier,
         PrototypeClassifier,

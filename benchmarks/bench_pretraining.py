@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_embedding import conv6_gflop, machine_info, matmul_ceiling  # noqa: E402
 
 from fscc_sklearn import Conv6Embedder  # noqa: E402
-from fscc_sklearn._runtime import tune_malloc  # noqa: E402
-from fscc_sklearn._toy import make_toy_volumes  # noqa: E402
+from fscc_sklearn.datasets._toy import make_toy_volumes  # noqa: E402
+from fscc_sklearn.embedding._runtime import tune_malloc  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SEED = 0

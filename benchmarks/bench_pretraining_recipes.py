@@ -38,8 +38,8 @@ from fscc_sklearn import (
     PrototypeClassifier,
     evaluate_episodes,
 )
-from fscc_sklearn._recipes import pretraining_recipe
 from fscc_sklearn.datasets import load_shrec21_like
+from fscc_sklearn.embedding._recipes import pretraining_recipe
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache" / "recipes"

@@ -174,7 +174,7 @@ def best_factor(rows):
 
 
 def run(settings, n_episodes):
-    from fscc_sklearn._temperature import fit_temperature
+    from fscc_sklearn.calibration._temperature import fit_temperature
 
     splits = bc.make_splits(bc.class_sizes())
     raw = {}

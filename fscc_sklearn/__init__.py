@@ -2,28 +2,35 @@
 
 import importlib
 
+from ._version import __version__  # noqa: F401  (public attribute)
+
 # Public names and the modules that define them, imported on first use: the
 # ``fscc`` command (``fscc --help``) must not pay for torch before it needs it
 _PUBLIC = {
-    "._baselines": (
+    ".baselines": (
         "BaselineClassifier",
         "BaselinePlusPlusClassifier",
         "PrototypeClassifier",
         "TukeyLogisticRegression",
     ),
-    "._calibration": (
+    ".calibration": (
         "BaseStatistics",
         "CalibratedFewShotClassifier",
+        "CalibratedFewShotClassifierCV",
         "tukey_transform",
     ),
-    "._calibration_cv": ("CalibratedFewShotClassifierCV",),
-    "._callbacks": ("EpisodicValidation", "WarmupCosineLR"),
-    "._checkpoint": ("AtomicCheckpoint", "load_checkpoint"),
-    "._embedder": ("Conv6Embedder",),
-    "._persistence": ("load_model", "save_model"),
-    "._pretrained": ("pretrained_embedder", "pretrained_model"),
-    "._recipes": ("pretraining_recipe",),
-    "._runtime": ("tune_malloc",),
+    ".embedding": (
+        "AtomicCheckpoint",
+        "Conv6Embedder",
+        "EpisodicValidation",
+        "WarmupCosineLR",
+        "load_checkpoint",
+        "pretrained_embedder",
+        "pretrained_model",
+        "pretraining_recipe",
+        "tune_malloc",
+    ),
+    ".persistence": ("load_model", "save_model"),
     ".model_selection": (
         "EpisodeResult",
         "adapt",
@@ -34,7 +41,6 @@ _PUBLIC = {
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AtomicCheckpoint",
@@ -65,7 +71,19 @@ __all__ = [
 
 # subpackages reachable as attributes (``fs.datasets``) without importing the
 # optional ones (plotting needs matplotlib, distributed needs dask) up front
-_SUBMODULES = ("datasets", "distributed", "io", "nn", "plotting")
+_SUBMODULES = (
+    "baselines",
+    "calibration",
+    "datasets",
+    "distributed",
+    "embedding",
+    "io",
+    "model_selection",
+    "nn",
+    "persistence",
+    "plotting",
+    "report",
+)
 
 
 def __getattr__(name):

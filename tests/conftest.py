@@ -2,7 +2,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
 
 
 def tiny_embedder(**params):

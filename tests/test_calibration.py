@@ -4,7 +4,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fscc_sklearn import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
-from fscc_sklearn._calibration import (
+from fscc_sklearn.calibration._calibration import (
     bayes_gaussian_parameters,
     calibrated_training_set,
     oas_shrinkage,
@@ -442,7 +442,7 @@ def _multinomial_objective(X, y_idx, W, b, C):
 
 @pytest.mark.parametrize("counts", [(6, 6, 6), (3, 9, 5)])
 def test_newton_step_solves_the_quadratic_model_at_zero(counts):
-    from fscc_sklearn._calibration import newton_step_logistic
+    from fscc_sklearn.calibration._calibration import newton_step_logistic
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), counts)
@@ -490,7 +490,7 @@ def test_paper_solvers_agree_and_lbfgs_keeps_a_logistic_regression():
 
 @pytest.mark.parametrize("n_shot", [1, 5])
 def test_auto_kappa_keeps_part_of_a_support_mean_that_sits_near_its_prior(n_shot):
-    from fscc_sklearn._calibration import bayes_gaussian_parameters
+    from fscc_sklearn.calibration._calibration import bayes_gaussian_parameters
 
     rng = np.random.default_rng(0)
     X, y = make_base(n_classes=3, n_per_class=40, d=6)

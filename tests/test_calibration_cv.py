@@ -11,7 +11,7 @@ from fscc_sklearn import (
     CalibratedFewShotClassifierCV,
     adapt,
 )
-from fscc_sklearn._calibration_cv import _default_grid
+from fscc_sklearn.calibration._cv import _default_grid
 from fscc_sklearn.model_selection import few_shot_clone
 
 FAST = dict(n_splits=4, n_episodes=10, random_state=0)
@@ -294,7 +294,7 @@ def test_joblib_round_trip(tmp_path):
 
 
 def test_first_candidate_kept_unless_clearly_beaten():
-    from fscc_sklearn._calibration_cv import _choose
+    from fscc_sklearn.calibration._cv import _choose
 
     first = np.array([0.60, 0.70, 0.50, 0.65])
     noisy = first + np.array([0.04, -0.03, 0.03, -0.02])  # +0.005 mean, SE 0.017

@@ -22,10 +22,10 @@ from test_cli import (  # the shared tiny data, models and helpers
 )
 
 from fscc_sklearn import Conv6Embedder, load_model
-from fscc_sklearn._cli_inputs import read_labels_table
-from fscc_sklearn._report import EpisodicEvaluation, write_report
 from fscc_sklearn.cli import build_parser
+from fscc_sklearn.cli._inputs import read_labels_table
 from fscc_sklearn.io import PARTICLE_LIST_FORMATS
+from fscc_sklearn.report._markdown import EpisodicEvaluation, write_report
 
 
 def _rows(path):

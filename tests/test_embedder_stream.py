@@ -13,8 +13,8 @@ from fscc_sklearn import (
     pretrained_model,
     save_model,
 )
-from fscc_sklearn._pretrained import embedder_from
 from fscc_sklearn.datasets import SubtomogramStream, make_procedural_maps
+from fscc_sklearn.embedding._pretrained import embedder_from
 
 
 @pytest.fixture(scope="module")

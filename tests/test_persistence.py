@@ -17,13 +17,13 @@ from fscc_sklearn import (
     load_model,
     save_model,
 )
-from fscc_sklearn._persistence import (
+from fscc_sklearn.datasets._toy import make_toy_volumes
+from fscc_sklearn.io import SubtomogramNormalizer
+from fscc_sklearn.persistence._model_file import (
     UnsafeModelFileWarning,
     _content_hash,
     check_model_input,
 )
-from fscc_sklearn._toy import make_toy_volumes
-from fscc_sklearn.io import SubtomogramNormalizer
 
 
 @pytest.fixture(scope="module")

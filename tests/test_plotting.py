@@ -92,6 +92,8 @@ def test_matplotlib_is_imported_lazily():
     import subprocess
     import sys
 
-    code = "import sys, fscc_sklearn.plotting; print('matplotlib' in sys.modules)"
+    code = (
+        "import sys, fscc_sklearn.report.plotting; print('matplotlib' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False"

@@ -15,8 +15,8 @@ from fscc_sklearn import (
     pretrained_model,
     save_model,
 )
-from fscc_sklearn._pretrained import pretrained_path
 from fscc_sklearn.datasets import simulate_subtomograms
+from fscc_sklearn.embedding._pretrained import pretrained_path
 
 
 @pytest.fixture(scope="module")

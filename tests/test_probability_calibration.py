@@ -17,7 +17,7 @@ from fscc_sklearn import (
     save_model,
     tukey_transform,
 )
-from fscc_sklearn._temperature import (
+from fscc_sklearn.calibration._temperature import (
     fit_temperature,
     mean_log_loss,
     temperature_for_shots,

@@ -14,11 +14,11 @@ from fscc_sklearn import (
     load_model,
     save_model,
 )
-from fscc_sklearn._callbacks import EpisodicValidation, WarmupCosineLR
-from fscc_sklearn._persistence import UnsafeModelFileWarning
-from fscc_sklearn._recipes import pretraining_recipe
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
+from fscc_sklearn.embedding._callbacks import EpisodicValidation, WarmupCosineLR
+from fscc_sklearn.embedding._recipes import pretraining_recipe
 from fscc_sklearn.nn import Conv6
+from fscc_sklearn.persistence._model_file import UnsafeModelFileWarning
 
 
 @pytest.fixture(scope="module")

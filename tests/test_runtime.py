@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fscc_sklearn._progress import progress_bar, visible
-from fscc_sklearn._runtime import PageReleaser, tune_malloc
+from fscc_sklearn.embedding._runtime import PageReleaser, tune_malloc
 
 
 def _resident_pages(arr):
@@ -67,7 +67,7 @@ def _rss_after_free(tune_call: str) -> tuple[int, int]:
     """Resident bytes of a fresh process with a 256 MiB block held, then freed."""
     code = (
         "import os\n"
-        "from fscc_sklearn._runtime import tune_malloc\n"
+        "from fscc_sklearn.embedding._runtime import tune_malloc\n"
         "import numpy as np\n"
         f"assert {tune_call} is True\n"
         "page = os.sysconf('SC_PAGE_SIZE')\n"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import fscc_sklearn._embedder as embedder_mod
-from fscc_sklearn import _runtime
+import fscc_sklearn.embedding._embedder as embedder_mod
+from fscc_sklearn.embedding import _runtime
 from fscc_sklearn.nn import Conv6
 
 

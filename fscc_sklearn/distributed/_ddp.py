@@ -7,7 +7,7 @@ import torch
 from skorch.utils import to_tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from .._embedder import Conv6Embedder, _dataset_labels
+from ..embedding._embedder import Conv6Embedder, _dataset_labels
 from ..nn import Conv6
 from ._gather import DistributedCESupConLoss, is_distributed
 from ._sampler import DistributedClassBalancedBatchSampler

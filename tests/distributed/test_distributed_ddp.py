@@ -6,7 +6,7 @@ import torch
 from _ddp_workers import fit_embedder
 
 from fscc_sklearn import Conv6Embedder
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
 from fscc_sklearn.distributed import (
     DistributedCESupConLoss,
     DistributedClassBalancedBatchSampler,

@@ -63,7 +63,7 @@ def test_without_process_group_everything_is_the_plain_loss():
 
 def test_distributed_criterion_plugs_into_conv6embedder():
     from fscc_sklearn import Conv6Embedder
-    from fscc_sklearn._toy import make_toy_volumes
+    from fscc_sklearn.datasets._toy import make_toy_volumes
 
     X, y = make_toy_volumes(n_classes=3, n_per_class=8, box=8, random_state=0)
     kwargs = dict(module__width=4, max_epochs=1, batch_size=12, random_state=0)

@@ -18,7 +18,7 @@ from fscc_sklearn import (
     evaluate_episodes,
     make_episodic_scorer,
 )
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
 from fscc_sklearn.distributed import (
     ParticleJob,
     dask_client,

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from fscc_sklearn import Conv6Embedder, _checkpoint
-from fscc_sklearn._checkpoint import AtomicCheckpoint
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn import Conv6Embedder
+from fscc_sklearn.datasets._toy import make_toy_volumes
+from fscc_sklearn.embedding import _checkpoint
+from fscc_sklearn.embedding._checkpoint import AtomicCheckpoint
 
 MAX_EPOCHS = 4
 

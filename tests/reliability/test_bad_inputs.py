@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
 from fscc_sklearn.io import (
     extract_subtomograms,
     read_particle_list,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fscc_sklearn import Conv6Embedder
-from fscc_sklearn._checkpoint import AtomicCheckpoint, load_checkpoint
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
+from fscc_sklearn.embedding._checkpoint import AtomicCheckpoint, load_checkpoint
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 

@@ -5,7 +5,7 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder, adapt
-from fscc_sklearn._toy import make_toy_volumes
+from fscc_sklearn.datasets._toy import make_toy_volumes
 
 
 def _pipeline(seed):

@@ -15,10 +15,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from .._validation import check_class_counts
 from ._grouping import class_means
 from ._scatter import choose_strength, scatter_gaussian
 from ._temperature import base_episode_temperatures, temperature_for_shots
-from ._validation import check_class_counts
 
 # Below this many support + synthetic features times dimensions, BLAS threads
 # cost more in start-up and contention than they save (measured on 2 cores).
@@ -394,7 +394,7 @@ def support_scatter_linear(Z, y_idx, n_classes, means, cov, strength):
     """Gaussian classifier whose shared covariance also learns from the support.
 
     The prior covariance ``cov`` is updated with the support's within-class
-    scatter (see :mod:`fscc_sklearn._scatter`), with prior strength
+    scatter (see :mod:`fscc_sklearn.calibration._scatter`), with prior strength
     ``nu = strength * n_features`` pseudo-samples; ``strength="auto"`` chooses
     it by leave-one-out on the support, ``np.inf`` keeps ``cov``. ``Z``,
     ``y_idx`` and ``n_classes`` are the support features the scatter is learnt

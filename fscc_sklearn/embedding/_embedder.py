@@ -13,19 +13,19 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from . import _runtime
-from ._callbacks import WarmupCosineLR
-from ._progress import progress_bar, visible
-from ._stream_loader import StreamDataset, StreamLoader
-from ._validation import (
+from .._progress import progress_bar, visible
+from .._validation import (
     check_class_counts,
     check_volume_shape,
     check_volumes,
     raise_non_finite,
 )
-from .datasets import SubtomogramStream
-from .nn import CESupConLoss, ClassBalancedBatchSampler, Conv6, fuse_for_inference
-from .nn._augment import WedgeSafeAugment
+from ..datasets import SubtomogramStream
+from ..nn import CESupConLoss, ClassBalancedBatchSampler, Conv6, fuse_for_inference
+from ..nn._augment import WedgeSafeAugment
+from . import _runtime
+from ._callbacks import WarmupCosineLR
+from ._stream_loader import StreamDataset, StreamLoader
 
 # CPU forward passes run on slices of this many subtomograms: the activations of
 # the first block (8 MB per 32^3 subtomogram at width 64) then stay in cache and

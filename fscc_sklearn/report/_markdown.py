@@ -12,7 +12,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
-from .model_selection import few_shot_clone, sample_episode
+from ..model_selection import few_shot_clone, sample_episode
 
 __all__ = ["EpisodicEvaluation", "at_chance", "episodic_evaluation", "write_report"]
 
@@ -157,7 +157,7 @@ def write_report(
     -------
     (report.md, report.html, results.json) paths
     """
-    from .io._write import atomic_output
+    from ..io._write import atomic_output
 
     folder = Path(folder)
     rows = [

@@ -72,7 +72,7 @@ class AtomicCheckpoint(Callback):
     --------
     >>> import tempfile
     >>> from fscc_sklearn import Conv6Embedder
-    >>> from fscc_sklearn._toy import make_toy_volumes
+    >>> from fscc_sklearn.datasets._toy import make_toy_volumes
     >>> X, y = make_toy_volumes(n_classes=2, n_per_class=4, box=16, random_state=0)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     emb = Conv6Embedder(module__width=4, max_epochs=2, batch_size=8,

@@ -6,8 +6,8 @@ import math
 import numpy as np
 from skorch.callbacks import Callback
 
-from .model_selection import sample_episode
-from .nn import ClassBalancedBatchSampler
+from ..model_selection import sample_episode
+from ..nn import ClassBalancedBatchSampler
 
 
 class WarmupCosineLR(Callback):

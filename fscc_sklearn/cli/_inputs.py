@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets._maps import crop_or_pad
-from .io import extract_subtomograms, read_particle_list, read_subtomograms
-from .io._mrc import _header_voxel_size, open_mrc
-from .io._particles import ParticleTable, read_star_blocks
-from .io._write import _write_columns
+from ..datasets._maps import crop_or_pad
+from ..io import extract_subtomograms, read_particle_list, read_subtomograms
+from ..io._mrc import _header_voxel_size, open_mrc
+from ..io._particles import ParticleTable, read_star_blocks
+from ..io._write import _write_columns
 
 __all__ = [
     "EdgeReport",

@@ -6,9 +6,9 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from ..model_selection import freeze
+from ..persistence._model_file import _unwrap, load_model
 from ._embedder import Conv6Embedder
-from ._persistence import _unwrap, load_model
-from .model_selection import freeze
 
 __all__ = ["embedder_from", "pretrained_embedder", "pretrained_model"]
 

@@ -56,14 +56,14 @@ def _warn(args, text: str) -> None:
 
 
 def _bars(args) -> bool:
-    from ._progress import bars_enabled
+    from .._progress import bars_enabled
 
     return bars_enabled(getattr(args, "quiet", False))
 
 
 def _progress_bar(total, desc, enabled):
     # imported on use: _progress needs skorch, hence torch (slow for --help)
-    from ._progress import progress_bar
+    from .._progress import progress_bar
 
     return progress_bar(total, desc, enabled)
 
@@ -114,7 +114,7 @@ def _prepare_dir(args, folder) -> Path:
 
 
 def _load_model(args, path):
-    from ._persistence import load_model
+    from ..persistence._model_file import load_model
 
     model, meta = load_model(path, device=args.device, return_metadata=True)
     return model, meta
@@ -122,7 +122,7 @@ def _load_model(args, path):
 
 def _particle_table(args):
     """The --particles list, read in --format (auto: only when the file decides)."""
-    from .io import ParticleListFormatError, read_particle_list
+    from ..io import ParticleListFormatError, read_particle_list
 
     try:
         return read_particle_list(args.particles, format=args.format)
@@ -188,7 +188,7 @@ def _report_edges(args, table, edge) -> None:
 
 
 def _read_tomogram(args, *, need_labels, use_labels, meta):
-    from ._cli_inputs import _voxel_size, load_tomogram_data, tomogram_info
+    from ._inputs import _voxel_size, load_tomogram_data, tomogram_info
 
     if args.data is not None:
         raise UserError("give either DATA or --tomogram/--particles, not both")
@@ -220,7 +220,7 @@ def _read_data(args, *, need_labels: bool, meta: dict | None = None):
     Commands that need labels keep only the labelled subtomograms; ``meta``
     (the model's metadata) sets the box cut from a tomogram.
     """
-    from ._cli_inputs import load_subtomogram_data
+    from ._inputs import load_subtomogram_data
 
     use_labels = getattr(args, "labels_use", "auto") != "ignore"
     if getattr(args, "tomogram", None) is not None:
@@ -295,8 +295,8 @@ def _keep_classes(args, data):
 
 def _fit_to_model(args, data, meta):
     """Check (or, with --resample, fix) box and voxel size against the model."""
-    from ._cli_inputs import resample_volumes
-    from ._persistence import check_model_input
+    from ..persistence._model_file import check_model_input
+    from ._inputs import resample_volumes
 
     box, vs = data.X.shape[-1], data.voxel_size
     if getattr(args, "resample", False):
@@ -330,7 +330,7 @@ def _class_summary(y) -> str:
 
 
 def _plots_available(args) -> bool:
-    from .plotting import matplotlib_available
+    from ..report.plotting import matplotlib_available
 
     if matplotlib_available():
         return True
@@ -345,9 +345,9 @@ def _plots_available(args) -> bool:
 
 
 def cmd_simulate(args):
-    from ._cli_inputs import write_labels_table
-    from .datasets import load_shrec19_like, load_shrec21_like
-    from .io import write_subtomograms
+    from ..datasets import load_shrec19_like, load_shrec21_like
+    from ..io import write_subtomograms
+    from ._inputs import write_labels_table
 
     out = _prepare_dir(args, args.out_dir)
     loader = {"shrec21": load_shrec21_like, "shrec19": load_shrec19_like}[args.dataset]
@@ -410,10 +410,10 @@ _TRAINING_OPTIONS = {
 def _new_pipeline(args, log, checkpoint=None):
     from sklearn.pipeline import Pipeline
 
-    from . import CalibratedFewShotClassifier, Conv6Embedder
-    from ._callbacks import RaiseOnInterrupt
-    from ._progress import TrainingMonitor
-    from .io import SubtomogramNormalizer
+    from .. import CalibratedFewShotClassifier, Conv6Embedder
+    from .._progress import TrainingMonitor
+    from ..embedding._callbacks import RaiseOnInterrupt
+    from ..io import SubtomogramNormalizer
 
     callbacks = [("monitor", TrainingMonitor(bars=_bars(args), log=log))]
     if checkpoint is not None:
@@ -453,7 +453,7 @@ def _training_settings(embedder) -> str:
 
 def _warn_few_steps(args, embedder, y) -> None:
     """Warn when an epoch makes too few optimiser steps to learn anything."""
-    from .nn import ClassBalancedBatchSampler
+    from ..nn import ClassBalancedBatchSampler
 
     batch = embedder.get_params()["batch_size"]
     try:
@@ -510,7 +510,7 @@ def _training_facts(args, n, seconds) -> dict:
 
 def _checkpoint_for(args):
     """A checkpoint beside the output: a rerun after Ctrl-C resumes from it."""
-    from ._checkpoint import AtomicCheckpoint
+    from ..embedding._checkpoint import AtomicCheckpoint
 
     folder = Path(f"{args.output}.checkpoint")
     return AtomicCheckpoint(folder, resume=not args.force)
@@ -552,7 +552,7 @@ def _remove_checkpoint(checkpoint) -> None:
 
 
 def cmd_pretrain(args):
-    from ._persistence import save_model
+    from ..persistence._model_file import save_model
 
     _check_outputs(args, args.output)
     if args.plot_dir is not None:
@@ -591,7 +591,7 @@ def cmd_pretrain(args):
 def _pretrain_plots(args, pipe, data):
     if not _plots_available(args):
         return
-    from . import plotting
+    from ..report import plotting
 
     folder = _prepare_dir(args, args.plot_dir)
     hist = [dict(r) for r in pipe.named_steps["embed"].history]
@@ -637,9 +637,9 @@ def _pick_shots(y, k, seed):
 
 
 def cmd_adapt(args):
-    from . import adapt
-    from ._cli_inputs import volume_digests
-    from ._persistence import save_model
+    from .. import adapt
+    from ..persistence._model_file import save_model
+    from ._inputs import volume_digests
 
     _check_outputs(args, args.output)
     source = _adapt_source(args)
@@ -676,7 +676,7 @@ def cmd_adapt(args):
 
 def _adapt_source(args):
     """The model to adapt: a file, or the path of a shipped model."""
-    from ._pretrained import pretrained_path
+    from ..embedding._pretrained import pretrained_path
 
     if args.pretrained is not None and args.data is None:
         # argparse fills the first positional (MODEL) with the data folder
@@ -697,7 +697,7 @@ def _adapt_source(args):
 
 
 def cmd_predict(args):
-    from ._cli_inputs import volume_digests, write_prediction_table
+    from ._inputs import volume_digests, write_prediction_table
 
     _check_outputs(args, args.output)
     model, meta = _load_model(args, args.model)
@@ -774,9 +774,9 @@ def _few(names, n=5) -> str:
 
 def _predict_on_cluster(args, model, meta):
     """``fscc predict --scheduler``: extract and classify on a Dask cluster."""
-    from ._persistence import check_model_input
-    from .distributed import ParticleJob, predict_particles_distributed
-    from .io import read_voxel_size
+    from ..distributed import ParticleJob, predict_particles_distributed
+    from ..io import read_voxel_size
+    from ..persistence._model_file import check_model_input
 
     if args.tomogram is None or args.particles is None or args.data is not None:
         raise UserError("--scheduler works on --tomogram with --particles")
@@ -825,7 +825,7 @@ def _evaluate(
     extra_plots=None,
 ):
     """Episodes for every K in ``shots``; report + plots into ``folder``."""
-    from ._report import chance_warnings, episodic_evaluation, write_report
+    from ..report._markdown import chance_warnings, episodic_evaluation, write_report
 
     F = _embed(args, model, data.X)
     results = []
@@ -861,7 +861,7 @@ def _evaluate(
         _warn(args, text)
     plots = {}
     if folder is not None and _plots_available(args):
-        from . import plotting
+        from ..report import plotting
 
         f = args.force
         for r in results:
@@ -910,7 +910,7 @@ def _evaluate(
 
 def _check_episodes(args, y) -> None:
     """Refuse every shot count the data cannot serve, before running any."""
-    from .model_selection import sample_episode
+    from ..model_selection import sample_episode
 
     for k in args.shots:
         try:
@@ -959,9 +959,9 @@ def cmd_evaluate(args):
 def cmd_demo(args):
     import torch
 
-    from . import adapt
-    from ._persistence import save_model
-    from .datasets import load_shrec21_like
+    from .. import adapt
+    from ..datasets import load_shrec21_like
+    from ..persistence._model_file import save_model
 
     t_start = time.perf_counter()
     if not args.pretrain and args.box != 32:
@@ -992,7 +992,7 @@ def cmd_demo(args):
         f"[{t_sim:.0f} s]",
     )
     if not args.pretrain:
-        from ._pretrained import pretrained_model
+        from ..embedding._pretrained import pretrained_model
 
         pipe, t_train = pretrained_model(device=args.device), 0.0
         _say(args, "using the shipped general model (no pre-training; see --pretrain)")
@@ -1018,7 +1018,7 @@ def cmd_demo(args):
         overwrite=args.force,
     )
 
-    from ._cli_inputs import LabelledData, write_prediction_table
+    from ._inputs import LabelledData, write_prediction_table
 
     novel = LabelledData(
         data.X_novel,
@@ -1056,7 +1056,7 @@ def cmd_demo(args):
     )
     extra_plots = {}
     if _plots_available(args):
-        from . import plotting
+        from ..report import plotting
 
         X_all = np.concatenate([data.X_base, data.X_novel])
         y_all = np.concatenate([data.y_base, data.y_novel]).astype(str)
@@ -1620,7 +1620,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _setup_runtime(args) -> None:
-    from ._runtime import tune_malloc
+    from ..embedding._runtime import tune_malloc
 
     # an application may set process-wide malloc behaviour; the library may not
     tune_malloc()  # measured: embedding 110/s -> 165/s on 2 idle cores

@@ -12,8 +12,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._calibration import tukey_transform
-from ._grouping import class_means
+from .calibration._calibration import tukey_transform
+from .calibration._grouping import class_means
 
 __all__ = [
     "BaselineClassifier",

@@ -156,7 +156,7 @@ def _versions() -> dict:
     import skorch
     import torch
 
-    from . import __version__
+    from .._version import __version__
 
     return {
         "fscc_sklearn": __version__,
@@ -188,9 +188,9 @@ def _pipeline_parts(model):
     """``(normalizer or None, embedder, classifier, frozen flags)`` of a model."""
     from sklearn.pipeline import Pipeline
 
-    from ._calibration import CalibratedFewShotClassifier
-    from ._embedder import Conv6Embedder
-    from .io import SubtomogramNormalizer
+    from ..calibration._calibration import CalibratedFewShotClassifier
+    from ..embedding._embedder import Conv6Embedder
+    from ..io import SubtomogramNormalizer
 
     expected = (
         "Pipeline([('normalize', SubtomogramNormalizer()), ('embed', "
@@ -263,7 +263,7 @@ def model_metadata(model) -> dict:
 
 
 def _embedder_params(emb) -> dict:
-    from ._embedder import Conv6Embedder
+    from ..embedding._embedder import Conv6Embedder
 
     params = emb.get_params(deep=False)
     defaults = Conv6Embedder().get_params(deep=False)
@@ -286,7 +286,7 @@ def _embedder_params(emb) -> dict:
 
 
 def _embedder_param_allowed(key: str) -> bool:
-    from ._embedder import Conv6Embedder
+    from ..embedding._embedder import Conv6Embedder
 
     if key.startswith(_EMBEDDER_PREFIXES):
         return True
@@ -405,7 +405,7 @@ def save_model(
     >>> import os, tempfile
     >>> from sklearn.pipeline import Pipeline
     >>> from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder
-    >>> from fscc_sklearn._toy import make_toy_volumes
+    >>> from fscc_sklearn.datasets._toy import make_toy_volumes
     >>> X, y = make_toy_volumes(n_classes=3, n_per_class=4, box=8, random_state=0)
     >>> pipe = Pipeline([
     ...     ("embed", Conv6Embedder(module__width=2, max_epochs=1, random_state=0)),
@@ -418,7 +418,7 @@ def save_model(
     >>> bool((loaded.predict(X) == pipe.predict(X)).all()), meta["box_size"]
     (True, 8)
     """
-    from .io._write import _FILE_MODE, atomic_output
+    from ..io._write import _FILE_MODE, atomic_output
 
     path = Path(path)
     fmt = _format_of(path, format)
@@ -679,9 +679,9 @@ def _rebuild(tensors: dict, structure: dict, device: str):
     from sklearn.pipeline import Pipeline
     from skorch.history import History
 
-    from ._calibration import BaseStatistics, CalibratedFewShotClassifier
-    from ._embedder import Conv6Embedder
-    from .io import SubtomogramNormalizer
+    from ..calibration._calibration import BaseStatistics, CalibratedFewShotClassifier
+    from ..embedding._embedder import Conv6Embedder
+    from ..io import SubtomogramNormalizer
 
     if set(structure) != {"normalize", "embed", "clf"}:
         raise ValueError(f"unexpected model structure keys {sorted(structure)}.")
