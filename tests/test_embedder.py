@@ -231,3 +231,41 @@ def test_speed_params_are_plain_estimator_params(tiny_embedder):
         True,
         True,
     )
+
+
+# Recorded from the code before issue 19 reshaped the callbacks, the device
+# handling and the checkpoint resume: the same seed must give the same model.
+PINNED = {
+    "transfer": (
+        {},
+        [1.480027973651886, 1.5944257378578186],
+        [[1.7781, 0.0, 1.705737, 0.0], [0.486766, 0.0, 0.304763, 0.335333]],
+        33.48342426121235,
+    ),
+    "paper": (
+        dict(lr=0.01, augment=None, lr_schedule=None),
+        [1.4574052095413208, 1.2386557459831238],
+        [[0.844704, 0.0, 0.319066, 0.143599], [0.0, 0.305612, 0.0, 0.0]],
+        37.51431944966316,
+    ),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(PINNED))
+def test_same_seed_gives_the_recorded_model(recipe):
+    from fscc_sklearn.datasets._toy import make_toy_volumes
+
+    params, loss, features, total = PINNED[recipe]
+    X, y = make_toy_volumes(n_classes=3, n_per_class=8, box=8, random_state=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reduction order of the recording
+    try:
+        emb = Conv6Embedder(
+            module__width=4, max_epochs=2, batch_size=12, random_state=0, **params
+        ).fit(X, y)
+        F = emb.transform(X)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(emb.history[:, "train_loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(F[:2], features, rtol=1e-4, atol=1e-5)
+    assert float(F.astype(np.float64).sum()) == pytest.approx(total, rel=1e-5)

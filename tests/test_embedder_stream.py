@@ -138,3 +138,22 @@ def test_embedder_from_a_model_file(model_file):
 def test_unknown_pretrained_name():
     with pytest.raises(ValueError, match="Unknown pretrained model 'nope'"):
         pretrained_model("nope")
+
+
+def test_same_seed_gives_the_recorded_stream_model(stream):
+    # recorded before issue 19 reshaped callbacks, device handling and resume
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        emb = _embedder().fit(stream)
+        F = emb.transform(stream.batch(7)[0])
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(
+        emb.history[:, "train_loss"], [2.678497791290283, 2.6671050786972046], rtol=1e-5
+    )
+    expected = [[0.76041, 0.074302, 0.666477, 0.0], [4.181711, 0.0, 2.341061, 0.0]]
+    np.testing.assert_allclose(F[:2], expected, rtol=1e-4, atol=1e-5)
+    assert float(F.astype(np.float64).sum()) == pytest.approx(
+        32.69574914127588, rel=1e-5
+    )
