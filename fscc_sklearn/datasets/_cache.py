@@ -1,14 +1,15 @@
-"""On-disk cache of simulated datasets: location, keys and atomic writes."""
+"""On-disk cache of simulated datasets: location, keys, atomic writes."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..io._write import atomic_output
 
 __all__ = ["get_data_home"]
 
@@ -56,16 +57,9 @@ def cache_key(params: dict) -> str:
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz so that readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_output(path, overwrite=True) as tmp:
+        with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:

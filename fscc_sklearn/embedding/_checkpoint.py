@@ -6,15 +6,15 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback
 from skorch.history import History
+
+from ..io._write import atomic_output
 
 __all__ = ["AtomicCheckpoint", "load_checkpoint"]
 
@@ -159,7 +159,9 @@ class AtomicCheckpoint(Callback):
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
-        _atomic_write_bytes(self.path, buf.getvalue())
+        with atomic_output(self.path, overwrite=True, durable=True) as tmp:
+            with open(tmp, "wb") as fh:
+                _write_all(fh, buf.getvalue())
 
     def on_train_end(self, net, **kwargs):
         _uninstall_hook(net)
@@ -296,27 +298,6 @@ def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"Cannot store {type(value).__name__} in a checkpoint history.")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_all(fh, data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _write_all(fh, data: bytes) -> None:

@@ -7,6 +7,8 @@ import csv
 import io
 import os
 import re
+import secrets
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,23 +26,49 @@ _STAR_XYZ = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
 _STAR_RESERVED = re.compile(r"^(data_|loop_|save_|global_|stop_|[_#$;'\"])", re.I)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_TEMPORARY_TRIES = 100
 
 
-_FILE_MODE = 0o666 & ~_current_umask()
+def _new_temporary(path: Path) -> Path:
+    """A new empty file next to ``path``, created with the mode a new file gets here.
+
+    ``os.open(..., 0o666)`` lets the system apply the umask (and any default
+    ACL) as it would for any new file, without reading or changing the
+    process-wide umask.
+    """
+    for _ in range(_TEMPORARY_TRIES):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"Cannot create a temporary file next to '{path}'")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(
+    path: str | os.PathLike, overwrite: bool = False, *, durable: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` once the block succeeds.
 
-    The temporary file lives in the same directory as ``path`` so the final
-    :func:`os.replace` (or, without ``overwrite``, :func:`os.link`, which never
-    clobbers) is atomic. On error the temporary file is removed and ``path``
-    is left untouched.
+    The temporary file lives in the same directory as ``path`` (named
+    ``.<name>.<random>.tmp``) so the final :func:`os.replace` (or, without
+    ``overwrite``, :func:`os.link`, which never clobbers) is atomic. On error
+    the temporary file is removed and ``path`` is left untouched.
+
+    Every output gets the permissions of a new file in its folder (``0o666``
+    less the umask), also when the code in the block recreates the temporary
+    file with other permissions.
 
     Parameters
     ----------
@@ -48,6 +76,9 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         Final destination.
     overwrite : bool, default=False
         Whether an existing ``path`` may be replaced.
+    durable : bool, default=False
+        Flush the file and the rename to disk (``fsync``) before returning, so
+        that a power loss leaves the old or the new file (checkpoints).
 
     Yields
     ------
@@ -72,14 +103,14 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         )
     if not path.parent.is_dir():
         raise FileNotFoundError(f"Output directory '{path.parent}' does not exist")
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_temporary(path)
     try:
-        os.chmod(tmp, _FILE_MODE)
+        mode = stat.S_IMODE(tmp.stat().st_mode)
         yield tmp
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:
+            os.chmod(tmp, mode)  # e.g. safetensors recreates the file as 0600
+        if durable:
+            _fsync(tmp)
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -97,9 +128,22 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
                         "to replace it"
                     ) from None
                 os.replace(tmp, path)
+        if durable:
+            with contextlib.suppress(OSError):  # the rename itself
+                _fsync(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def __getattr__(name: str):
+    # persistence used this module-level mode before atomic_output applied it
+    # itself; computed on use (never at import) by creating a probe file
+    if name == "_FILE_MODE":
+        with tempfile.TemporaryDirectory() as folder:
+            probe = _new_temporary(Path(folder) / "probe")
+            return stat.S_IMODE(probe.stat().st_mode)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _write_mrc(path: Path, data: np.ndarray, voxel_size: float | None, overwrite: bool):

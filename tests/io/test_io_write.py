@@ -1,6 +1,8 @@
 """Tests for writing subtomograms, particle tables and predictions."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -193,3 +195,32 @@ def test_star_control_characters_stay_inside_values(tmp_path):
     back = read_particle_list(path)
     assert back.labels.tolist() == ["a\x0cb", "run"]
     np.testing.assert_array_equal(back.coords, table.coords)
+
+
+def test_outputs_get_the_mode_of_a_new_file_without_touching_the_umask(tmp_path):
+    # os.umask is never called (it is process-wide and racy in threads): the
+    # temporary file is created with 0o666 and the system applies the umask
+    code = (
+        "import os, stat, sys\n"
+        "os.umask(0o027)\n"
+        "def refuse(*a):\n    raise AssertionError('umask called')\n"
+        "os.umask = refuse\n"
+        "from fscc_sklearn.io import write_predictions\n"
+        "from fscc_sklearn.io._write import atomic_output\n"
+        "path = write_predictions(sys.argv[1] + '/p.csv', [[1, 2, 3]], ['a'])\n"
+        "with atomic_output(sys.argv[1] + '/r.bin') as tmp:\n"
+        "    tmp.unlink()\n"
+        "    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "    os.close(fd)\n"
+        "print(oct(stat.S_IMODE(os.stat(path).st_mode)),"
+        " oct(stat.S_IMODE(os.stat(sys.argv[1] + '/r.bin').st_mode)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # a writer that recreated the file as 0600 still gets the usual mode
+    assert done.stdout.split() == ["0o640", "0o640"]
+    assert _leftovers(tmp_path) == []
