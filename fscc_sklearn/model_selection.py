@@ -17,18 +17,22 @@ def few_shot_clone(classifier):
 
     Classifiers with a ``base`` parameter (such as
     :class:`CalibratedFewShotClassifier`) get ``base`` set to the fitted
-    classifier's ``base_statistics_``; others are simply cloned. Searches with
-    a ``param_grid`` (such as :class:`CalibratedFewShotClassifierCV`) give the
-    few-shot clone of their ``best_estimator_``: the best parameters, with
-    base statistics.
+    classifier's ``base_statistics_``; an unfitted one whose ``base`` is
+    already given is simply cloned, as are classifiers without ``base``.
+    Searches with a ``param_grid`` (such as
+    :class:`CalibratedFewShotClassifierCV`) give the few-shot clone of their
+    ``best_estimator_``: the best parameters, with base statistics.
     """
-    if "param_grid" in classifier.get_params(deep=False):
+    params = classifier.get_params(deep=False)
+    if "param_grid" in params:
         check_is_fitted(classifier, "best_estimator_")
         return few_shot_clone(classifier.best_estimator_)
     new = clone(classifier)
-    if "base" in new.get_params(deep=False):
-        check_is_fitted(classifier, "base_statistics_")
-        new.set_params(base=classifier.base_statistics_)
+    if "base" in params:
+        if hasattr(classifier, "base_statistics_"):
+            new.set_params(base=classifier.base_statistics_)
+        elif params["base"] is None:
+            check_is_fitted(classifier, "base_statistics_")  # raises NotFittedError
     return new
 
 
@@ -63,6 +67,20 @@ def freeze(estimator):
     if isinstance(estimator, FrozenEstimator):
         return estimator
     return FrozenEstimator(estimator)
+
+
+def unfreeze(estimator):
+    """``estimator`` without its ``FrozenEstimator`` wrappers (the opposite of
+    :func:`freeze`).
+
+    A ``Pipeline`` gives a new pipeline of its unwrapped steps (to fit or adapt
+    again); any other estimator gives the one inside all wrappers.
+    """
+    if isinstance(estimator, Pipeline):
+        return Pipeline([(name, unfreeze(step)) for name, step in estimator.steps])
+    while isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    return estimator
 
 
 def _check_count(value, name, minimum):
@@ -129,12 +147,18 @@ class EpisodeResult:
     accuracies : ndarray of shape (n_episodes,)
     seeds : ndarray of shape (n_episodes,)
         Seed of every episode (sampling and classifier).
+    queries : list of ndarray or None
+        Query indices into ``X`` of every episode (``return_predictions``).
+    predictions : list of ndarray or None
+        Predicted labels of those queries (``return_predictions``).
     """
 
     mean: float
     ci95: float
     accuracies: np.ndarray
     seeds: np.ndarray
+    queries: list | None = None
+    predictions: list | None = None
 
 
 def _split_features(estimator, X):
@@ -144,13 +168,20 @@ def _split_features(estimator, X):
     return X, estimator
 
 
-def _run_episode(classifier, F, y, seed, n_way, k_shot, n_query):
-    support, query = sample_episode(y, n_way, k_shot, n_query, random_state=seed)
+def _run_episode(classifier, F, y, support, query, seed):
+    """Predictions for the queries of a few-shot copy of ``classifier`` fitted
+    on the support (seeded with ``seed`` where it takes a ``random_state``)."""
     model = few_shot_clone(classifier)
     if "random_state" in model.get_params(deep=False):
         model.set_params(random_state=seed)
     model.fit(F[support], y[support])
-    return float(np.mean(model.predict(F[query]) == y[query]))
+    return query, model.predict(F[query])
+
+
+def _sampled_episodes(y, seeds, n_way, k_shot, n_query):
+    for seed in seeds:
+        support, query = sample_episode(y, n_way, k_shot, n_query, random_state=seed)
+        yield support, query, seed
 
 
 def evaluate_episodes(
@@ -164,6 +195,9 @@ def evaluate_episodes(
     n_episodes=100,
     random_state=None,
     n_jobs=None,
+    episodes=None,
+    return_predictions=False,
+    progress=None,
 ):
     """N-way K-shot episodic accuracy of a model fitted on base classes.
 
@@ -172,22 +206,81 @@ def evaluate_episodes(
     it on its queries. Episodes are seeded individually, so the result does not
     depend on ``n_jobs``.
 
+    Parameters
+    ----------
+    estimator : Pipeline or classifier
+        Fitted on the base classes, or a classifier whose ``base`` is given.
+    X : array-like
+        Samples of the novel classes, in the input space of ``estimator``.
+    y : array-like of shape (n_samples,)
+        Their labels.
+    n_way, k_shot, n_query : int, default=5, 1, 15
+        Classes, support samples per class and queries per class of an
+        episode (:func:`sample_episode`).
+    n_episodes : int, default=100
+    random_state : int, RandomState or None, default=None
+        Draws one seed per episode.
+    n_jobs : int or None, default=None
+        Episodes run in parallel (joblib).
+    episodes : iterable of (support, query, seed), optional
+        Episodes to run instead of sampling them (index arrays into ``X`` and
+        the classifier's seed), e.g. the same episodes for several
+        classifiers; ``n_way``, ``k_shot``, ``n_query``, ``n_episodes`` and
+        ``random_state`` are then unused.
+    return_predictions : bool, default=False
+        Also keep every episode's query indices and predictions.
+    progress : object with an ``update(n)`` method, optional
+        Called with 1 after every episode (e.g. a tqdm bar).
+
     Returns
     -------
     EpisodeResult
     """
-    _check_count(n_episodes, "n_episodes", minimum=1)
     y = _check_labels(y, n_samples=len(X))
-    rng = check_random_state(random_state)
-    seeds = rng.randint(0, 2**31 - 1, size=n_episodes)
+    if episodes is None:
+        _check_count(n_episodes, "n_episodes", minimum=1)
+        rng = check_random_state(random_state)
+        seeds = rng.randint(0, 2**31 - 1, size=n_episodes)
+        episodes = _sampled_episodes(y, seeds, n_way, k_shot, n_query)
+    else:
+        episodes = list(episodes)
+        if not episodes:
+            raise ValueError("episodes holds no episode; pass at least one.")
+        seeds = np.array([seed for _, _, seed in episodes])
     F, classifier = _split_features(estimator, X)
-    accs = Parallel(n_jobs=n_jobs)(
-        delayed(_run_episode)(classifier, F, y, seed, n_way, k_shot, n_query)
-        for seed in seeds
+    runs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_run_episode)(classifier, F, y, support, query, seed)
+        for support, query, seed in episodes
     )
+    accs, queries, predictions = [], [], []
+    for query, pred in runs:
+        accs.append(float(np.mean(pred == y[query])))
+        if return_predictions:
+            queries.append(query)
+            predictions.append(pred)
+        if progress is not None:
+            progress.update(1)
     accs = np.asarray(accs)
     ci95 = 1.96 * accs.std(ddof=1) / np.sqrt(len(accs)) if len(accs) > 1 else np.nan
-    return EpisodeResult(float(accs.mean()), float(ci95), accs, seeds)
+    return EpisodeResult(
+        float(accs.mean()),
+        float(ci95),
+        accs,
+        seeds,
+        queries if return_predictions else None,
+        predictions if return_predictions else None,
+    )
+
+
+def beats_by_one_standard_error(differences) -> bool:
+    """Whether paired differences (candidate minus reference, at least 2) have
+    a mean above one standard error of the mean.
+
+    The rule keeps a reference (defaults, a prior) unless a candidate clearly
+    beats it: the winner of many noisy candidates overstates its gain.
+    """
+    d = np.asarray(differences, dtype=float)
+    return bool(d.mean() > d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def _check_fold_classes(y, n_way, per_class):
