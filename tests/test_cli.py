@@ -10,9 +10,8 @@ import pytest
 from fscc_sklearn import Conv6Embedder, evaluate_episodes, load_model
 from fscc_sklearn._progress import TrainingMonitor, bars_enabled
 from fscc_sklearn.cli import build_parser, main
-from fscc_sklearn.cli._inputs import read_labels_table
 from fscc_sklearn.datasets._toy import make_toy_volumes
-from fscc_sklearn.io import read_subtomograms
+from fscc_sklearn.io import read_labels_table, read_subtomograms
 
 TINY = ["--epochs", "1", "--width", "4", "--batch-size", "32"]
 COMMANDS = ["simulate", "pretrain", "adapt", "predict", "evaluate", "demo"]
@@ -342,6 +341,30 @@ def test_predict_on_a_dask_scheduler(work, tmp_path, capsys):
     header = lines[0].split(",")
     labels = [r.split(",")[header.index("label")] for r in lines[1:]]
     assert labels == expected.tolist()
+
+    # without --scheduler: the same table (one writer, io.write_predictions)
+    code, _, err = run(
+        capsys,
+        "predict",
+        work / "novel.safetensors",
+        "--tomogram",
+        tmp_path / "tomo.mrc",
+        "--particles",
+        picks,
+        "-o",
+        tmp_path / "local.csv",
+    )
+    assert code == 0, err
+    local = (tmp_path / "local.csv").read_text().splitlines()
+    assert local[0] == lines[0]
+    assert header[:6] == ["subtomogram", "x", "y", "z", "label", "probability"]
+    numbers = header.index("probability")
+    for a, b in zip(local[1:], lines[1:], strict=True):
+        a, b = a.split(","), b.split(",")
+        assert a[:numbers] == b[:numbers]  # names, coordinates, labels
+        np.testing.assert_allclose(
+            np.array(a[numbers:], float), np.array(b[numbers:], float), rtol=1e-5
+        )
 
 
 def test_scheduler_needs_a_tomogram(work, capsys):

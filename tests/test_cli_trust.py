@@ -23,8 +23,7 @@ from test_cli import (  # the shared tiny data, models and helpers
 
 from fscc_sklearn import Conv6Embedder, load_model
 from fscc_sklearn.cli import build_parser
-from fscc_sklearn.cli._inputs import read_labels_table
-from fscc_sklearn.io import PARTICLE_LIST_FORMATS
+from fscc_sklearn.io import PARTICLE_LIST_FORMATS, read_labels_table
 from fscc_sklearn.report._markdown import EpisodicEvaluation, write_report
 
 
@@ -552,6 +551,36 @@ def test_pretrain_uses_the_library_defaults_and_warns(work, tmp_path, capsys):
     assert embedder.max_epochs == default.max_epochs
     assert embedder.batch_size == default.batch_size
     assert "64 subtomograms at batch size 64 make 1 optimiser step(s)" in err
+
+
+def test_pretrain_trains_the_library_recipe_unless_one_is_named():
+    from fscc_sklearn.cli._train import _new_pipeline
+    from fscc_sklearn.embedding import pretraining_recipe
+
+    def embedder_params(*options):
+        args = build_parser().parse_args(["pretrain", "d", *options])
+        return _new_pipeline(args, log=None).named_steps["embed"].get_params()
+
+    default = Conv6Embedder().get_params()
+    keys = set(pretraining_recipe("transfer")) | set(pretraining_recipe("paper"))
+    cli = embedder_params()
+    assert {k: cli[k] for k in keys} == {k: default[k] for k in keys}
+    paper = embedder_params("--recipe", "paper")
+    assert {k: paper[k] for k in keys} == {
+        **{k: default[k] for k in keys},
+        **pretraining_recipe("paper"),
+    }
+    assert paper["batch_size"] == 128 and paper["max_epochs"] == 5
+    # an option given overrides the recipe; nothing else is set by the CLI
+    mixed = embedder_params("--recipe", "paper", "--epochs", "2")
+    assert mixed["max_epochs"] == 2 and mixed["lr"] == 0.05
+
+
+def test_recipe_choices_are_the_library_recipes():
+    from fscc_sklearn.cli._parser import _RECIPES
+    from fscc_sklearn.embedding._recipes import _RECIPES as library
+
+    assert sorted(_RECIPES) == sorted(library)
 
 
 def test_training_at_chance_is_warned(work, tmp_path, capsys):

@@ -1,8 +1,7 @@
-"""Inputs and outputs of ``fscc``: labelled subtomograms, tables, resampling."""
+"""Inputs of ``fscc``: labelled subtomograms, particles of tomograms, resampling."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -11,28 +10,26 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets._maps import crop_or_pad
-from ..io import extract_subtomograms, read_particle_list, read_subtomograms
+from ..io import (
+    LabelsTable,
+    ParticleTable,
+    extract_subtomograms,
+    read_labels_table,
+    read_particle_list,
+    read_subtomograms,
+)
 from ..io._mrc import _header_voxel_size, open_mrc
-from ..io._particles import ParticleTable, read_star_blocks
-from ..io._write import _write_columns
 
 __all__ = [
     "EdgeReport",
     "LabelledData",
-    "read_labels_table",
     "tomogram_info",
     "volume_digests",
     "load_subtomogram_data",
     "load_tomogram_data",
+    "particle_names",
     "resample_volumes",
-    "write_labels_table",
-    "write_prediction_table",
 ]
-
-_CSV_NAME = ("subtomogram", "file", "filename", "image", "rlnimagename")
-_CSV_LABEL = ("label", "class")
-_STAR_NAME = ("_rlnImageName", "_rlnSubtomogramName", "_rlnTomoParticleName")
-_STAR_LABEL = ("_fsccLabel", "_rlnClassNumber")
 
 
 @dataclass
@@ -90,6 +87,11 @@ class LabelledData:
         )
 
 
+def particle_names(rows) -> list[str]:
+    """``particle_<n>`` for rows of a particle list (1-based, as in messages)."""
+    return [f"particle_{int(i) + 1}" for i in rows]
+
+
 def volume_digests(X: np.ndarray) -> list[str]:
     """SHA-256 of every volume's float32 bytes: identifies a subtomogram by content.
 
@@ -103,99 +105,7 @@ def volume_digests(X: np.ndarray) -> list[str]:
 
 
 # ----------------------------------------------------------------------------
-# label tables
-
-
-@dataclass
-class LabelsTable:
-    labels: np.ndarray  # str
-    names: list[str] | None  # subtomogram identifiers, or None: by row order
-    coords: np.ndarray | None
-    path: Path
-    lines: list[int]
-
-
-def read_labels_table(path: str | os.PathLike) -> LabelsTable:
-    """Read a CSV (``subtomogram,label[,x,y,z]``) or STAR labels table.
-
-    CSV: a header row; the label column is ``label`` or ``class``; an optional
-    ``subtomogram`` column names each file (``N@stack.mrcs`` for the N-th volume
-    of a stack, 1-based); optional ``x, y, z``. STAR: a loop with ``_fsccLabel``
-    or ``_rlnClassNumber``, optionally ``_rlnImageName`` and
-    ``_rlnCoordinateX/Y/Z``. Without a name column, rows follow the sorted
-    subtomogram files.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"Labels file not found: '{p}'")
-    if p.suffix.lower() == ".star":
-        return _read_star_labels(p)
-    if p.suffix.lower() != ".csv":
-        raise ValueError(f"Labels file '{p}': expected a .csv or .star file.")
-    with open(p, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    rows = [
-        (i, r) for i, r in enumerate(rows, start=1) if r and any(c.strip() for c in r)
-    ]
-    if not rows:
-        raise ValueError(f"Labels file '{p}' is empty.")
-    header = [c.strip().lower() for c in rows[0][1]]
-    label_col = next((header.index(c) for c in _CSV_LABEL if c in header), None)
-    if label_col is None:
-        raise ValueError(
-            f"Labels file '{p}': no 'label' or 'class' column in header {header}."
-        )
-    name_col = next((header.index(c) for c in _CSV_NAME if c in header), None)
-    xyz = [header.index(c) if c in header else None for c in "xyz"]
-    body = rows[1:]
-    if not body:
-        raise ValueError(f"Labels file '{p}' has a header but no rows.")
-    for lineno, r in body:
-        if len(r) != len(header):
-            raise ValueError(
-                f"{p}, line {lineno}: {len(r)} values for {len(header)} columns."
-            )
-    labels = np.array([r[label_col].strip() for _, r in body], dtype=str)
-    names = None if name_col is None else [r[name_col].strip() for _, r in body]
-    coords = None
-    if all(c is not None for c in xyz):
-        coords = np.array(
-            [[_float(r[c], p, n) for c in xyz] for n, r in body], dtype=np.float64
-        )
-    return LabelsTable(labels, names, coords, p, [n for n, _ in body])
-
-
-def _float(text: str, p: Path, lineno: int) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{p}, line {lineno}: {text!r} is not a number.") from None
-
-
-def _read_star_labels(p: Path) -> LabelsTable:
-    blocks = [b for b in read_star_blocks(p) if b.columns]
-    block = next((b for b in blocks if any(c in b.columns for c in _STAR_LABEL)), None)
-    if block is None:
-        raise ValueError(
-            f"STAR file '{p}' has no loop with a label column {_STAR_LABEL}."
-        )
-    label_col = next(block.columns.index(c) for c in _STAR_LABEL if c in block.columns)
-    name_col = next(
-        (block.columns.index(c) for c in _STAR_NAME if c in block.columns), None
-    )
-    xyz_names = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
-    rows = block.rows
-    if not rows:
-        raise ValueError(f"STAR file '{p}' has no rows in 'data_{block.name}'.")
-    labels = np.array([r[label_col] for _, r in rows], dtype=str)
-    names = None if name_col is None else [r[name_col] for _, r in rows]
-    coords = None
-    if all(c in block.columns for c in xyz_names):
-        idx = [block.columns.index(c) for c in xyz_names]
-        coords = np.array(
-            [[_float(r[i], p, n) for i in idx] for n, r in rows], dtype=np.float64
-        )
-    return LabelsTable(labels, names, coords, p, [n for n, _ in rows])
+# subtomograms and their labels
 
 
 def _split_name(name: str) -> tuple[str, int]:
@@ -399,7 +309,7 @@ def load_tomogram_data(
         )
     vs = _voxel_size(vs, voxel_size, str(tomogram))
     y = None if labels is None else np.asarray(labels, dtype=str)[kept]
-    names = [f"particle_{i + 1}" for i in kept]
+    names = particle_names(kept)
     data = LabelledData(
         np.concatenate(parts),
         y,
@@ -447,55 +357,3 @@ def resample_volumes(
     for i, v in enumerate(X):
         out[i] = crop_or_pad(v.astype(np.float32), box, fill=float(v.mean()))
     return out
-
-
-# ----------------------------------------------------------------------------
-# writing tables
-
-
-def _table_fmt(path: Path) -> str:
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("csv", "star"):
-        raise ValueError(f"Output table '{path}': expected a .csv or .star file.")
-    return fmt
-
-
-def write_labels_table(
-    path: str | os.PathLike, names: list[str], labels, *, overwrite: bool = False
-) -> Path:
-    """Write ``subtomogram,label`` (CSV) or ``_rlnImageName _fsccLabel`` (STAR)."""
-    path = Path(path)
-    fmt = _table_fmt(path)
-    cols = ["subtomogram", "label"] if fmt == "csv" else ["_rlnImageName", "_fsccLabel"]
-    _write_columns(path, cols, [list(names), [str(v) for v in labels]], fmt, overwrite)
-    return path
-
-
-def write_prediction_table(
-    path: str | os.PathLike,
-    data: LabelledData,
-    predicted,
-    proba: np.ndarray,
-    classes,
-    *,
-    overwrite: bool = False,
-) -> Path:
-    """Per particle: name, coordinates (when known), class, its probability and
-    the probability of every class."""
-    path = Path(path)
-    fmt = _table_fmt(path)
-    star = fmt == "star"
-    names = ["_rlnImageName" if star else "subtomogram"]
-    columns = [list(data.names)]
-    if data.coords is not None:
-        for k, axis in enumerate("XYZ"):
-            names.append(f"_rlnCoordinate{axis}" if star else axis.lower())
-            columns.append([repr(float(v)) for v in data.coords[:, k]])
-    names += ["_fsccLabel", "_fsccProbability"] if star else ["label", "probability"]
-    columns.append([str(v) for v in predicted])
-    columns.append([f"{v:.6g}" for v in proba.max(1)])
-    for j, c in enumerate(classes):
-        names.append(("_fsccProba_" if star else "proba_") + str(c))
-        columns.append([f"{v:.6g}" for v in proba[:, j]])
-    _write_columns(path, names, columns, fmt, overwrite)
-    return path

@@ -1,11 +1,13 @@
-"""Read, extract, normalise and write subtomograms and particle lists."""
+"""Read, extract, normalise and write subtomograms, particle lists and tables."""
 
 from ._extract import ExtractedSubtomograms, box_bounds, extract_subtomograms
+from ._labels import LabelsTable, read_labels_table, write_labels_table
 from ._mrc import Subtomograms, read_subtomograms, read_voxel_size
 from ._normalize import SubtomogramNormalizer, lowpass_filter, normalize_subtomograms
 from ._particles import (
     ANGLE_CONVENTIONS,
     PARTICLE_LIST_FORMATS,
+    STAR_LABEL_COLUMNS,
     ParticleListFormatError,
     ParticleTable,
     detect_particle_list_format,
@@ -20,7 +22,9 @@ from ._write import write_particle_table, write_predictions, write_subtomograms
 __all__ = [
     "ANGLE_CONVENTIONS",
     "PARTICLE_LIST_FORMATS",
+    "STAR_LABEL_COLUMNS",
     "ExtractedSubtomograms",
+    "LabelsTable",
     "ParticleListFormatError",
     "ParticleTable",
     "SubtomogramNormalizer",
@@ -31,12 +35,14 @@ __all__ = [
     "lowpass_filter",
     "normalize_subtomograms",
     "read_csv_particles",
+    "read_labels_table",
     "read_particle_list",
     "read_shrec19",
     "read_shrec21",
     "read_star",
     "read_subtomograms",
     "read_voxel_size",
+    "write_labels_table",
     "write_particle_table",
     "write_predictions",
     "write_subtomograms",

@@ -19,7 +19,12 @@ import numpy as np
 from ._mrc import MRC_SUFFIXES
 from ._particles import ANGLE_CONVENTIONS, ParticleTable
 
-__all__ = ["write_particle_table", "write_predictions", "write_subtomograms"]
+__all__ = [
+    "atomic_output",
+    "write_particle_table",
+    "write_predictions",
+    "write_subtomograms",
+]
 
 _TABLE_FORMATS = ("csv", "star")
 _STAR_XYZ = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
@@ -430,37 +435,46 @@ def _check_unique(names: list[str]) -> None:
 
 def write_predictions(
     path: str | os.PathLike,
-    coords: np.ndarray,
+    coords: np.ndarray | None,
     labels: Sequence,
     probabilities: np.ndarray | None = None,
     *,
     classes: Sequence | None = None,
     tomograms: Sequence | None = None,
+    names: Sequence | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write predicted labels (and class probabilities) per particle.
 
-    The format follows the extension: ``.csv`` gives columns ``x, y, z,
-    label, proba_<class>...``; ``.star`` gives a ``data_particles`` block
-    with ``_rlnCoordinateX/Y/Z``, ``_fsccLabel`` and ``_fsccProba_<class>``.
-    Either file can be read back with :func:`read_particle_list`.
+    The one prediction table of the package (``fscc predict`` and
+    :func:`~fscc_sklearn.distributed.predict_particles_distributed` write it).
+    Columns, those not given left out: ``tomogram``, ``subtomogram``, ``x, y,
+    z``, ``label``, ``probability`` (of the row's label) and
+    ``proba_<class>`` for every class. STAR files get one ``data_particles``
+    block with ``_rlnTomoName``, ``_rlnImageName``, ``_rlnCoordinateX/Y/Z``,
+    ``_fsccLabel``, ``_fsccProbability`` and ``_fsccProba_<class>``. Numbers
+    are written in their shortest round-trip form. A table with coordinates
+    can be read back with :func:`read_particle_list`, one with names with
+    :func:`read_labels_table`.
 
     Parameters
     ----------
     path : str or path-like
         Output ``.csv`` or ``.star`` file.
-    coords : array-like of shape (n, 3)
-        Particle centres ``(x, y, z)`` in voxels.
+    coords : array-like of shape (n, 3) or None
+        Particle centres ``(x, y, z)`` in voxels, or None when not known.
     labels : array-like of shape (n,)
         Predicted label of each particle (written with ``str``).
     probabilities : array-like of shape (n, n_classes), optional
         Class probabilities, e.g. from ``predict_proba``.
     classes : array-like of shape (n_classes,), optional
         Class names for the probability columns (e.g. ``estimator.classes_``);
-        by default ``0 .. n_classes - 1``.
+        by default ``0 .. n_classes - 1``. Every label must be one of them.
     tomograms : array-like of shape (n,), optional
-        Tomogram of each particle, for tables that span several tomograms;
-        written first as column ``tomogram`` (CSV) or ``_rlnTomoName`` (STAR).
+        Tomogram of each particle, for tables that span several tomograms.
+    names : array-like of shape (n,), optional
+        Identifier of each particle (a subtomogram file, ``N@stack.mrcs`` or
+        ``particle_<row>`` of a particle list).
     overwrite : bool, default=False
         Whether an existing file may be replaced.
 
@@ -474,24 +488,53 @@ def write_predictions(
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     ValueError
-        If the extension is not ``.csv``/``.star`` or the inputs disagree in
-        length or are not finite.
+        If the extension is not ``.csv``/``.star``, the inputs disagree in
+        length, probabilities are not finite or a label is not a class.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_predictions(
+    ...         os.path.join(tmp, "p.csv"), [[1, 2, 3]], ["b"], [[0.25, 0.75]],
+    ...         classes=["a", "b"], names=["particle_1"],
+    ...     )
+    ...     print(path.read_text(), end="")
+    subtomogram,x,y,z,label,probability,proba_a,proba_b
+    particle_1,1.0,2.0,3.0,b,0.75,0.25,0.75
     """
     path = Path(path)
     fmt = _table_format(path, "auto")
-    names, columns = _coord_columns(coords, fmt)
-    n = len(columns[0])
+    star = fmt == "star"
     labels = np.asarray(labels, dtype=object)
-    if labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-    names.append("_fsccLabel" if fmt == "star" else "label")
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {labels.shape}")
+    n = len(labels)
+    names_out, columns = [], []
+    for values, csv_name, star_name in (
+        (tomograms, "tomogram", "_rlnTomoName"),
+        (names, "subtomogram", "_rlnImageName"),
+    ):
+        if values is None:
+            continue
+        values = np.asarray(values, dtype=object)
+        if values.shape != (n,):
+            raise ValueError(
+                f"{csv_name}s must have shape ({n},) like labels, got {values.shape}"
+            )
+        names_out.append(star_name if star else csv_name)
+        columns.append([str(v) for v in values])
+    if coords is not None:
+        coord_names, coord_columns = _coord_columns(coords, fmt)
+        if len(coord_columns[0]) != n:
+            raise ValueError(
+                f"labels must have shape ({len(coord_columns[0])},) like coords, "
+                f"got {labels.shape}"
+            )
+        names_out += coord_names
+        columns += coord_columns
+    names_out.append("_fsccLabel" if star else "label")
     columns.append([str(v) for v in labels])
-    if tomograms is not None:
-        tomograms = np.asarray(tomograms, dtype=object)
-        if tomograms.shape != (n,):
-            raise ValueError(f"tomograms must have shape ({n},), got {tomograms.shape}")
-        names.insert(0, "_rlnTomoName" if fmt == "star" else "tomogram")
-        columns.insert(0, [str(v) for v in tomograms])
     if probabilities is not None:
         proba = np.asarray(probabilities)
         if proba.ndim != 2 or proba.shape[0] != n:
@@ -518,12 +561,22 @@ def write_predictions(
                     f"Class name {c!r} cannot be used in a column name (empty or "
                     "contains whitespace or a comma)"
                 )
-        prefix = "_fsccProba_" if fmt == "star" else "proba_"
+        column_of = {c: k for k, c in enumerate(classes)}
+        unknown = sorted({str(v) for v in labels} - set(column_of))
+        if unknown:
+            raise ValueError(
+                f"labels {unknown[:5]} are not among the classes {classes}"
+            )
+        rows = np.arange(n)
+        own = proba[rows, [column_of[str(v)] for v in labels]] if n else proba[:, 0]
+        names_out.append("_fsccProbability" if star else "probability")
+        columns.append(_float_strings(own))
+        prefix = "_fsccProba_" if star else "proba_"
         for k, c in enumerate(classes):
-            names.append(prefix + c)
+            names_out.append(prefix + c)
             columns.append(_float_strings(proba[:, k]))
     elif classes is not None:
         raise ValueError("classes given without probabilities")
-    _check_unique(names)
-    _write_columns(path, names, columns, fmt, overwrite)
+    _check_unique(names_out)
+    _write_columns(path, names_out, columns, fmt, overwrite)
     return path

@@ -9,6 +9,7 @@ import pytest
 
 from fscc_sklearn.io import (
     ParticleTable,
+    read_labels_table,
     read_particle_list,
     read_subtomograms,
     write_particle_table,
@@ -76,19 +77,25 @@ def test_predictions_round_trip(tmp_path, suffix):
     text = path.read_text()
     if suffix == ".csv":
         header = text.splitlines()[0]
-        assert header == "x,y,z,label,proba_1BXN,proba_3GL1"
-        got = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(4, 5))
+        assert header == "x,y,z,label,probability,proba_1BXN,proba_3GL1"
+        got = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(4, 5, 6))
     else:
-        assert "_fsccProba_3GL1 #6" in text
+        assert "_fsccProbability #5" in text and "_fsccProba_3GL1 #7" in text
         rows = [ln.split() for ln in text.splitlines() if ln[:1].isdigit()]
         got = np.array([[float(v) for v in r[4:]] for r in rows])
-    np.testing.assert_array_equal(got.astype(np.float32), proba)
+    # the probability of each row's label, then every class's
+    np.testing.assert_array_equal(got[:, 0].astype(np.float32), proba[[0, 1], [0, 1]])
+    np.testing.assert_array_equal(got[:, 1:].astype(np.float32), proba)
 
 
 def test_predictions_default_class_names_and_validation(tmp_path):
     path = tmp_path / "p.csv"
     write_predictions(path, [[1, 2, 3]], [0], [[0.3, 0.7]])
-    assert path.read_text().splitlines()[0] == "x,y,z,label,proba_0,proba_1"
+    assert path.read_text().splitlines()[0] == (
+        "x,y,z,label,probability,proba_0,proba_1"
+    )
+    with pytest.raises(ValueError, match=r"labels \['2'\] are not among the classes"):
+        write_predictions(tmp_path / "f.csv", [[1, 2, 3]], [2], [[0.3, 0.7]])
     with pytest.raises(ValueError, match=r"labels must have shape \(1,\)"):
         write_predictions(tmp_path / "a.csv", [[1, 2, 3]], [0, 1])
     with pytest.raises(ValueError, match="probabilities must have shape"):
@@ -99,7 +106,31 @@ def test_predictions_default_class_names_and_validation(tmp_path):
         write_predictions(tmp_path / "d.csv", [[1, 2, 3]], [0], [[np.nan]])
     with pytest.raises(ValueError, match=r"extension.*\.csv or \.star"):
         write_predictions(tmp_path / "e.txt", [[1, 2, 3]], [0])
-    assert not any((tmp_path / n).exists() for n in "a.csv b.csv c.csv d.csv".split())
+    assert not any(
+        (tmp_path / n).exists() for n in "a.csv b.csv c.csv d.csv f.csv".split()
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".star"])
+def test_predictions_without_coordinates_read_back_as_labels(tmp_path, suffix):
+    path = write_predictions(
+        tmp_path / f"p{suffix}",
+        None,
+        ["b", "a"],
+        [[0.25, 0.75], [0.5, 0.5]],
+        classes=["a", "b"],
+        names=["1@s.mrcs", "2@s.mrcs"],
+        tomograms=["t1", "t1"],
+    )
+    text = path.read_text()
+    if suffix == ".csv":
+        header = "tomogram,subtomogram,label,probability,proba_a,proba_b"
+        assert text.splitlines()[0] == header
+    else:
+        assert "_rlnTomoName #1\n_rlnImageName #2\n_fsccLabel #3\n" in text
+    table = read_labels_table(path)
+    assert table.names == ["1@s.mrcs", "2@s.mrcs"] and table.coords is None
+    assert table.labels.tolist() == ["b", "a"]
 
 
 def test_existing_files_refused_without_overwrite(tmp_path):
