@@ -8,6 +8,8 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.utils import estimator_checks
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit
 from skorch.exceptions import NotInitializedError
 
 from fscc_sklearn import Conv6Embedder
@@ -99,8 +101,73 @@ def test_params_reach_module_and_criterion(toy_data, tiny_embedder):
     assert emb.module_.num_features == 4
     assert emb.criterion_.supcon.temperature == 0.2
     assert emb.criterion_.sup_con_weight == 0.1
-    assert emb.device == "cpu"
     assert clone(emb).get_params()["module__width"] == 4
+
+
+def test_fit_leaves_every_param_as_given(toy_data, tiny_embedder):
+    X, y, _, _ = toy_data
+    emb = tiny_embedder(max_epochs=1, callbacks=[("stop", EarlyStopping("train_loss"))])
+    before = emb.get_params(deep=False)
+    emb.fit(X, y)
+    after = emb.get_params(deep=False)
+    assert after.keys() == before.keys()
+    changed = [
+        k for k in before if not (after[k] is before[k] or after[k] == before[k])
+    ]
+    assert changed == []
+    assert after["device"] == "auto"
+    assert emb.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
+    # what clone compares: the constructor params of a fresh copy
+    assert clone(emb).get_params(deep=False).keys() == before.keys()
+
+
+def test_train_split_with_early_stopping_on_valid_loss(toy_data, tiny_embedder):
+    X, y, _, _ = toy_data
+    stop = EarlyStopping(monitor="valid_loss", patience=2, threshold=10.0)
+    emb = tiny_embedder(
+        max_epochs=8,
+        train_split=ValidSplit(4, stratified=True),
+        callbacks=[("stop", stop)],
+    ).fit(X, y)
+    # threshold 10: no epoch improves enough, so training stops after patience
+    assert len(emb.history) == 3 < emb.max_epochs
+    for row in emb.history:
+        assert np.isfinite(row["valid_loss"])
+        assert row["valid_loss"] == pytest.approx(
+            row["valid_ce"] + 0.05 * row["valid_supcon"], rel=1e-5
+        )
+    assert emb.history[0, "valid_batch_count"] >= 1
+
+
+def test_loss_terms_are_recorded_per_batch_and_per_epoch(toy_data, tiny_embedder):
+    X, y, _, _ = toy_data
+    emb = tiny_embedder(max_epochs=2).fit(X, y)
+    for row in emb.history:
+        for batch in row["batches"]:
+            assert batch["train_loss"] == pytest.approx(
+                batch["train_ce"] + 0.05 * batch["train_supcon"], rel=1e-5
+            )
+        sizes = [b["train_batch_size"] for b in row["batches"]]
+        ce = [b["train_ce"] for b in row["batches"]]
+        assert row["train_ce"] == pytest.approx(np.average(ce, weights=sizes))
+        assert "valid_ce" not in row  # no train_split: nothing validated
+    plain = tiny_embedder(max_epochs=1, sup_con_weight=0).fit(X, y)
+    assert "train_supcon" not in plain.history[-1]
+    assert plain.history[-1, "train_ce"] == pytest.approx(
+        plain.history[-1, "train_loss"]
+    )
+
+
+def test_lr_schedule_callback_only_with_the_cosine_schedule(tiny_embedder):
+    from fscc_sklearn.embedding._callbacks import WarmupCosineLR
+
+    names = dict(tiny_embedder(warmup_epochs=0.5).get_default_callbacks())
+    assert isinstance(names["lr_schedule"], WarmupCosineLR)
+    assert names["lr_schedule"].warmup_epochs == 0.5
+    assert list(names)[-1] == "print_log"
+    assert {"epoch_timer", "train_loss", "valid_loss", "precise_bn"} <= set(names)
+    constant = dict(tiny_embedder(lr_schedule=None).get_default_callbacks())
+    assert "lr_schedule" not in constant
 
 
 def test_joblib_round_trip(toy_data, tmp_path, tiny_embedder):
@@ -116,14 +183,14 @@ def test_model_saved_for_cuda_loads_on_cpu(toy_data, tmp_path, tiny_embedder):
     X, y, _, _ = toy_data
     emb = tiny_embedder(max_epochs=1).fit(X, y)
     expected = emb.transform(X[:4])
-    emb.device = "cuda"  # as if trained on a GPU machine
+    emb.device_ = "cuda"  # as if trained with device="auto" on a GPU machine
     joblib.dump(emb, tmp_path / "gpu.joblib")
     np.save(tmp_path / "x.npy", X[:4])
     code = (
         "import joblib, numpy as np, warnings\n"
         "warnings.simplefilter('ignore')\n"
         f"emb = joblib.load(r'{tmp_path / 'gpu.joblib'}')\n"
-        "assert str(emb.device) == 'cpu', emb.device\n"
+        "assert (emb.device, emb.device_) == ('auto', 'cpu'), emb.device_\n"
         f"x = np.load(r'{tmp_path / 'x.npy'}')\n"
         f"np.save(r'{tmp_path / 'out.npy'}', emb.transform(x))\n"
     )
@@ -269,3 +336,16 @@ def test_same_seed_gives_the_recorded_model(recipe):
     np.testing.assert_allclose(emb.history[:, "train_loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(F[:2], features, rtol=1e-4, atol=1e-5)
     assert float(F.astype(np.float64).sum()) == pytest.approx(total, rel=1e-5)
+
+
+def test_set_output_pandas_names_the_feature_columns(toy_data, fitted_48):
+    X = toy_data[0]
+    with pytest.raises(NotInitializedError):
+        Conv6Embedder().get_feature_names_out()
+    emb = copy.deepcopy(fitted_48).set_output(transform="pandas")
+    frame = emb.transform(X[:3])
+    n = fitted_48.module_.num_features
+    assert list(frame.columns) == [f"conv6embedder{i}" for i in range(n)]
+    assert list(emb.get_feature_names_out()) == list(frame.columns)
+    np.testing.assert_array_equal(frame.to_numpy(), fitted_48.transform(X[:3]))
+    assert clone(emb).set_output(transform="default").get_params()["device"] == "auto"

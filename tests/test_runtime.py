@@ -94,3 +94,19 @@ def test_tune_malloc_keeps_freed_memory_unless_a_threshold_is_given():
 def test_tune_malloc_rejects_thresholds_mallopt_cannot_take(bad):
     with pytest.raises(ValueError, match="trim_threshold"):
         tune_malloc(trim_threshold=bad)
+
+
+def test_importing_the_datasets_imports_no_skorch():
+    # the simulator reports progress through _progress, which must stay light
+    code = (
+        "import sys, fscc_sklearn.datasets, fscc_sklearn._progress\n"
+        "print(sorted(m for m in ('skorch', 'torch') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "skorch" not in done.stdout, done.stdout
+    from fscc_sklearn._progress import TrainingMonitor  # moved; still resolves
+    from fscc_sklearn.embedding._callbacks import TrainingMonitor as moved
+
+    assert TrainingMonitor is moved

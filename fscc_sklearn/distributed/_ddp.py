@@ -71,7 +71,7 @@ class DistributedConv6Embedder(Conv6Embedder):
         ddp = getattr(self, "ddp_module_", None)
         if ddp is None or not torch.is_grad_enabled() or not self.module_.training:
             return super().infer(x, **fit_params)
-        x = to_tensor(x, device=self.device)
+        x = to_tensor(x, device=self.device_)
         if self._training_channels_last and x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return ddp(x, **fit_params)

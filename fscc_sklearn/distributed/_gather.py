@@ -152,15 +152,15 @@ class DistributedCESupConLoss(CESupConLoss):
         self.group = group
         self.supcon = GatherSupConLoss(temperature=temperature, group=group)
 
-    def forward(self, y_pred, y_true):
+    def loss_terms(self, y_pred, y_true):
         if not is_distributed(self.group):
-            return super().forward(y_pred, y_true)
+            return super().loss_terms(y_pred, y_true)
         logits, features = y_pred
         n_global = torch.tensor([len(y_true)], dtype=torch.int64, device=logits.device)
         dist.all_reduce(n_global, group=self.group)
         world = dist.get_world_size(self.group)
         ce_sum = F.cross_entropy(logits, y_true, reduction="sum")
-        loss = ce_sum * (world / n_global.item())
+        terms = {"ce": ce_sum * (world / n_global.item())}
         if self.sup_con_weight:
-            loss = loss + self.sup_con_weight * self.supcon(features, y_true)
-        return loss
+            terms["supcon"] = self.supcon(features, y_true)
+        return terms

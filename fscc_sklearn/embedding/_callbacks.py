@@ -1,10 +1,16 @@
-"""skorch callbacks for pre-training: LR schedule, episodic model selection."""
+"""skorch callbacks for pre-training: LR schedule, BatchNorm statistics, training
+accuracy, progress display, episodic model selection, Ctrl-C for commands."""
+
+from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import numpy as np
+import torch
 from skorch.callbacks import Callback
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..model_selection import sample_episode
 from ..nn import ClassBalancedBatchSampler
@@ -186,3 +192,130 @@ class RaiseOnInterrupt(Callback):
         done = sum("train_loss" in row for row in net.history)
         if done < net.max_epochs:
             raise KeyboardInterrupt(f"after {done} of {net.max_epochs} epochs")
+
+
+class _TrainAccuracy(Callback):
+    """Record the training accuracy of every epoch (from the batches seen)."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._hits, self._seen = 0, 0
+
+    def on_batch_end(self, net, batch, training, y_pred, **kwargs):
+        if training:
+            logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+            self._hits += int((logits.argmax(1).cpu() == batch[1].cpu()).sum())
+            self._seen += len(batch[1])
+
+    def on_epoch_end(self, net, **kwargs):
+        if self._seen:
+            net.history.record("train_acc", self._hits / self._seen)
+
+
+class PreciseBatchNorm(Callback):
+    """Recompute BatchNorm statistics on the training data when training ends.
+
+    Running statistics are an exponential average over the last few batches,
+    taken while the weights were still moving; with few steps or a high learning
+    rate they do not match the final weights, and eval-mode features (the ones
+    that transfer) suffer. One forward pass over the training set with a
+    cumulative average fixes that.
+    """
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        norms = [m for m in net.module_.modules() if isinstance(m, _BatchNorm)]
+        if not norms or X is None:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+        net.module_.train()
+        with torch.no_grad():
+            for Xb, _ in net.get_iterator(net.get_dataset(X), training=False):
+                net.infer(Xb)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        net.module_.eval()
+
+
+class TrainingMonitor(Callback):
+    """A progress bar over the batches and one summary line per epoch.
+
+    With ``bars=True`` a tqdm bar over the batches shows the running loss;
+    ``log`` (e.g. ``print`` to stderr) gets one line per epoch with the loss,
+    its CE and SupCon terms (``train_ce``, ``train_supcon``, which
+    :class:`~fscc_sklearn.Conv6Embedder` records in its history), the training
+    accuracy and the duration. Use ``log`` when stderr is not a terminal.
+
+    Parameters
+    ----------
+    bars : bool, default=False
+        Draw a tqdm bar.
+    log : callable or None, default=None
+        Called with one summary line per epoch.
+    """
+
+    def __init__(self, bars: bool = False, log: Callable[[str], None] | None = None):
+        self.bars = bars
+        self.log = log
+
+    def initialize(self):
+        self._bar = None
+        self._loss, self._n = 0.0, 0
+        return self
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._loss, self._n = 0.0, 0
+        if self.bars:
+            from tqdm.auto import tqdm  # optional: only when bars are drawn
+
+            self._bar = tqdm(
+                desc=f"pre-training epoch {len(net.history)}/{net.max_epochs}",
+                leave=False,
+                unit="batch",
+                dynamic_ncols=True,
+            )
+
+    def on_batch_end(self, net, batch, training, loss, **kwargs):
+        if not training:
+            return
+        n = len(batch[1])
+        self._n += n
+        self._loss += float(loss.detach()) * n
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{self._loss / self._n:.3f}")
+
+    def on_epoch_end(self, net, **kwargs):
+        self._close()
+        row = net.history[-1]
+        if self.log is None or "train_loss" not in row:
+            return
+        parts = [f"epoch {row['epoch']}/{net.max_epochs}"]
+        for key, label in (
+            ("train_loss", "loss"),
+            ("train_ce", "CE"),
+            ("train_supcon", "SupCon"),
+        ):
+            if key in row:
+                parts.append(f"{label} {row[key]:.4f}")
+        if "train_acc" in row:
+            parts.append(f"accuracy {row['train_acc']:.3f}")
+        if "dur" in row:
+            parts.append(f"{row['dur']:.1f} s")
+        self.log(", ".join(parts))
+
+    def on_train_end(self, net, **kwargs):
+        self._close()
+
+    def _close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __getstate__(self):
+        # a live tqdm bar cannot be pickled (joblib model files)
+        state = self.__dict__.copy()
+        state["_bar"] = None
+        state["log"] = None
+        return state

@@ -18,7 +18,8 @@ from ..io._write import atomic_output
 
 __all__ = ["AtomicCheckpoint", "load_checkpoint"]
 
-_FORMAT = 1
+# 2: the batch sampler's own state (format 1 held the generator that seeds it)
+_FORMAT = 2
 # Parameters that may change between the interrupted and the resumed run
 # without changing the model (or that hold the checkpoint callback itself).
 _IGNORED_PARAMS = ("callbacks", "max_epochs", "verbose", "device", "warm_start")
@@ -28,14 +29,15 @@ class AtomicCheckpoint(Callback):
     """Save the training state after every epoch; resume from it in ``fit``.
 
     After each epoch the network weights, optimizer and criterion state, the
-    history and the state of the batch sampler's random generator are written
-    to ``dirname/filename`` atomically: into a temporary file in the same
-    folder that then replaces the checkpoint with :func:`os.replace`. A process
+    history and the state of the training batch sampler are written to
+    ``dirname/filename`` atomically: into a temporary file in the same folder
+    that then replaces the checkpoint with :func:`os.replace`. A process
     killed while writing leaves the previous checkpoint intact.
 
-    When ``fit`` starts and a checkpoint is found (``resume=True``), training
-    continues after the last saved epoch instead of starting over, and runs
-    only up to ``max_epochs`` epochs in total. On CPU the resumed model is
+    When :meth:`Conv6Embedder.fit <fscc_sklearn.Conv6Embedder.fit>` starts and
+    a checkpoint is found (``resume=True``), it restores that state
+    (:meth:`restore`) and trains only the epochs missing to ``max_epochs``
+    (skorch's ``partial_fit(..., epochs=...)``). On CPU the resumed model is
     bit-identical to the model an uninterrupted ``fit`` with the same data and
     ``random_state`` gives. The checkpoint records a fingerprint of the data and
     the hyper-parameters; resuming with different ones raises instead of mixing
@@ -102,53 +104,55 @@ class AtomicCheckpoint(Callback):
                 f"filename must be a plain file name; got {self.filename!r}."
             )
         self.resumed_from_ = 0
-        self._epochs_this_fit = 0
         return self
 
+    def restore(self, net, X, y) -> int:
+        """Load the checkpoint into the initialised ``net``; the epochs it holds.
+
+        Called by ``Conv6Embedder.fit`` before training, with the data it
+        trains on: restores the weights, optimizer, criterion and history, and
+        hands the batch sampler's state to the net, which sets it on its next
+        training iterator. Returns 0 (and changes nothing) without a checkpoint
+        or with ``resume=False``.
+
+        Raises
+        ------
+        ValueError
+            If the checkpoint is unreadable or belongs to other data or
+            parameters.
+        """
+        _check_net(net)
+        self.resumed_from_ = 0
+        self._restored_fingerprint = None
+        if not (self.resume and self.path.exists()):
+            return 0
+        state = load_checkpoint(self.dirname, filename=self.filename)
+        fingerprint = _fingerprint(net, X, y)
+        _check_fingerprint(state["fingerprint"], fingerprint, self.path)
+        device = torch.device(net.device_)
+        net.module_.load_state_dict(_to(state["module"], device))
+        net.criterion_.load_state_dict(_to(state["criterion"], device))
+        net.optimizer_.load_state_dict(_to(state["optimizer"], device))
+        net.history = History(state["history"])
+        net._sampler_resume_ = state["sampler_state"]
+        self._restored_fingerprint = fingerprint
+        self.resumed_from_ = state["epoch"]
+        return self.resumed_from_
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        if not hasattr(net, "sampler_rng_"):
-            raise TypeError(
-                "AtomicCheckpoint resumes a Conv6Embedder (it saves the batch "
-                f"sampler's generator sampler_rng_); got {type(net).__name__}."
-            )
+        _check_net(net)
         Path(self.dirname).mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(self.path)
-        self._fingerprint = _fingerprint(net, X, y)
-        self._epochs_this_fit = 0
-        self.resumed_from_ = 0
-        # the sampler seed is drawn from sampler_rng_ when fit_loop builds the
-        # training iterator, right after this hook: keep the state before it
-        self._rng_state = net.sampler_rng_.bit_generator.state
-        if self.resume and self.path.exists():
-            state = load_checkpoint(self.dirname, filename=self.filename)
-            _check_fingerprint(state["fingerprint"], self._fingerprint, self.path)
-            device = torch.device(net.device)
-            net.module_.load_state_dict(_to(state["module"], device))
-            net.criterion_.load_state_dict(_to(state["criterion"], device))
-            net.optimizer_.load_state_dict(_to(state["optimizer"], device))
-            net.history = History(state["history"])
-            net.sampler_rng_.bit_generator.state = state["sampler_rng_state"]
-            self._rng_state = state["sampler_rng_state"]
-            self.resumed_from_ = state["epoch"]
-        _replay_sampler_on_first_iterator(net, self.resumed_from_)
-
-    def on_epoch_begin(self, net, **kwargs):
-        _uninstall_hook(net)
-        self._epochs_this_fit += 1
-        if self.resumed_from_ and (
-            self.resumed_from_ + self._epochs_this_fit > net.max_epochs
-        ):
-            # skorch ends fit_loop cleanly on KeyboardInterrupt and still runs
-            # on_train_end; the epoch row skorch just opened is dropped
-            del net.history[-1]
-            raise KeyboardInterrupt
+        restored = getattr(self, "_restored_fingerprint", None)
+        self._restored_fingerprint = None
+        self._fingerprint = restored or _fingerprint(net, X, y)
 
     def on_epoch_end(self, net, **kwargs):
         meta = {
             "format": _FORMAT,
             "epoch": len(net.history),
             "fingerprint": self._fingerprint,
-            "sampler_rng_state": self._rng_state,
+            "sampler_state": net._sampler_state_,
             "history": net.history.to_list(),
         }
         payload = {
@@ -163,8 +167,13 @@ class AtomicCheckpoint(Callback):
             with open(tmp, "wb") as fh:
                 _write_all(fh, buf.getvalue())
 
-    def on_train_end(self, net, **kwargs):
-        _uninstall_hook(net)
+
+def _check_net(net) -> None:
+    if not hasattr(net, "_restore_checkpoint"):
+        raise TypeError(
+            "AtomicCheckpoint resumes a Conv6Embedder (it saves the state of its "
+            f"training batch sampler); got {type(net).__name__}."
+        )
 
 
 def load_checkpoint(dirname, *, filename="fscc_checkpoint.pt") -> dict:
@@ -180,7 +189,7 @@ def load_checkpoint(dirname, *, filename="fscc_checkpoint.pt") -> dict:
     Returns
     -------
     state : dict
-        ``epoch``, ``history``, ``fingerprint``, ``sampler_rng_state`` and the
+        ``epoch``, ``history``, ``fingerprint``, ``sampler_state`` and the
         state dicts ``module``, ``optimizer`` and ``criterion``.
 
     Raises
@@ -197,14 +206,20 @@ def load_checkpoint(dirname, *, filename="fscc_checkpoint.pt") -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         meta = json.loads(payload["meta"])
         state = {k: payload[k] for k in ("module", "optimizer", "criterion")}
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"unknown checkpoint format {meta.get('format')!r}")
-        for key in ("epoch", "history", "fingerprint", "sampler_rng_state"):
-            state[key] = meta[key]
+        version = meta.get("format")
+        if version == _FORMAT:
+            for key in ("epoch", "history", "fingerprint", "sampler_state"):
+                state[key] = meta[key]
     except Exception as exc:  # any unpickling/parse failure means: unusable
         raise ValueError(
             f"'{path}' is not a readable fscc checkpoint (truncated or corrupt?): {exc}"
         ) from exc
+    if version != _FORMAT:
+        raise ValueError(
+            f"'{path}' is a checkpoint of format {version!r}, written by another "
+            f"version of fscc-sklearn (this one reads format {_FORMAT}); start over "
+            "with AtomicCheckpoint(..., resume=False)."
+        )
     return state
 
 
@@ -247,40 +262,6 @@ def _check_fingerprint(saved: dict, current: dict, path: Path) -> None:
             f"{current['params'].get(first)}); resume with the same parameters or "
             "pass AtomicCheckpoint(..., resume=False) to start over."
         )
-
-
-def _replay_sampler_on_first_iterator(net, n_epochs: int) -> None:
-    """Fast-forward the training batch sampler past ``n_epochs`` epochs.
-
-    ``fit_loop`` builds the training iterator (seeding its batch sampler from
-    ``sampler_rng_``) after ``on_train_begin``, and the sampler's stream moves on
-    every epoch. Skorch hands callbacks no handle on that iterator, so
-    ``get_iterator`` is shadowed on the instance until the first epoch starts.
-    Replaying only draws index permutations; no data is loaded.
-    """
-    original = type(net).get_iterator.__get__(net)
-
-    def get_iterator(dataset, training=False):
-        loader = original(dataset, training=training)
-        if training and hasattr(loader, "skip_epochs"):  # a stream
-            _uninstall_hook(net)
-            loader.skip_epochs(n_epochs)
-        elif training:
-            _uninstall_hook(net)
-            sampler = getattr(loader, "batch_sampler", None) or loader.sampler
-            for _ in range(n_epochs):
-                for _ in sampler:
-                    pass
-        return loader
-
-    get_iterator._fscc_checkpoint_hook = True
-    net.__dict__["get_iterator"] = get_iterator
-
-
-def _uninstall_hook(net) -> None:
-    hook = net.__dict__.get("get_iterator")
-    if hook is not None and getattr(hook, "_fscc_checkpoint_hook", False):
-        del net.__dict__["get_iterator"]
 
 
 def _to(state, device):

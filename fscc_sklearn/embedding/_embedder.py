@@ -1,5 +1,6 @@
 """Conv6Embedder: pre-trains Conv-6 with CE + SupCon, maps subtomograms to features."""
 
+import contextlib
 import warnings
 from collections.abc import Mapping
 
@@ -9,9 +10,8 @@ from sklearn.base import TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import PassthroughScoring
 from skorch.utils import to_tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from .._progress import progress_bar, visible
 from .._validation import (
@@ -24,7 +24,8 @@ from ..datasets import SubtomogramStream
 from ..nn import CESupConLoss, ClassBalancedBatchSampler, Conv6, fuse_for_inference
 from ..nn._augment import WedgeSafeAugment
 from . import _runtime
-from ._callbacks import WarmupCosineLR
+from ._callbacks import PreciseBatchNorm, WarmupCosineLR, _TrainAccuracy
+from ._checkpoint import AtomicCheckpoint
 from ._stream_loader import StreamDataset, StreamLoader
 
 # CPU forward passes run on slices of this many subtomograms: the activations of
@@ -38,50 +39,6 @@ def resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-class _TrainAccuracy(Callback):
-    """Record the training accuracy of every epoch (from the batches seen)."""
-
-    def on_epoch_begin(self, net, **kwargs):
-        self._hits, self._seen = 0, 0
-
-    def on_batch_end(self, net, batch, training, y_pred, **kwargs):
-        if training:
-            logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred
-            self._hits += int((logits.argmax(1).cpu() == batch[1].cpu()).sum())
-            self._seen += len(batch[1])
-
-    def on_epoch_end(self, net, **kwargs):
-        if self._seen:
-            net.history.record("train_acc", self._hits / self._seen)
-
-
-class PreciseBatchNorm(Callback):
-    """Recompute BatchNorm statistics on the training data when training ends.
-
-    Running statistics are an exponential average over the last few batches,
-    taken while the weights were still moving; with few steps or a high learning
-    rate they do not match the final weights, and eval-mode features (the ones
-    that transfer) suffer. One forward pass over the training set with a
-    cumulative average fixes that.
-    """
-
-    def on_train_end(self, net, X=None, y=None, **kwargs):
-        norms = [m for m in net.module_.modules() if isinstance(m, _BatchNorm)]
-        if not norms or X is None:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over all batches
-        net.module_.train()
-        with torch.no_grad():
-            for Xb, _ in net.get_iterator(net.get_dataset(X), training=False):
-                net.infer(Xb)
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        net.module_.eval()
 
 
 class Conv6Embedder(TransformerMixin, NeuralNet):
@@ -117,8 +74,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
     temperature : float, default=0.07
         Temperature of the supervised contrastive loss.
     device : {"auto", "cpu", "cuda", ...}, default="auto"
-        ``"auto"`` picks CUDA when available. skorch needs a concrete torch device,
-        so ``initialize`` replaces ``"auto"`` by the device it chose.
+        ``"auto"`` picks CUDA when available. The parameter keeps the value
+        given; the device chosen is the fitted attribute ``device_``.
     random_state : int, RandomState or None, default=None
         Seeds the weight initialisation and the batch sampling.
     train_split : callable or None, default=None
@@ -166,6 +123,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
 
     Attributes
     ----------
+    device_ : str
+        The torch device the network runs on (``device`` resolved).
     classes_ : ndarray of shape (n_base_classes,)
         Base-class labels seen in ``fit``.
     input_shape_ : tuple of int
@@ -173,7 +132,9 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
     module_ : torch.nn.Module
         The trained network.
     history : skorch.History
-        Per-epoch ``train_loss``, ``train_acc`` and duration.
+        Per epoch: ``train_loss``, its terms ``train_ce`` and ``train_supcon``
+        (also per batch), ``train_acc``, ``lr`` and the duration; with a
+        ``train_split`` also ``valid_loss``, ``valid_ce`` and ``valid_supcon``.
 
     Notes
     -----
@@ -240,24 +201,38 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         self.warmup_epochs = warmup_epochs
         self.initial_weights = initial_weights
 
-    @property
-    def _default_callbacks(self):
-        return [
-            ("epoch_timer", EpochTimer()),
-            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
-            ("train_acc", _TrainAccuracy()),
-            ("lr_schedule", _ScheduleSwitch()),
-            ("precise_bn", PreciseBatchNorm()),
-            ("print_log", PrintLog()),
+    def get_default_callbacks(self):
+        """skorch's defaults (timer, train/valid loss, print log) and ours.
+
+        Ours: the epoch means of the loss terms (``train_ce``, ``train_supcon``,
+        ``valid_ce``, ``valid_supcon``), ``train_acc``, the learning-rate
+        schedule ``lr_schedule`` (only with ``lr_schedule="cosine"``) and
+        ``precise_bn``; the print log stays last.
+        """
+        defaults = list(super().get_default_callbacks())
+        last = [(n, cb) for n, cb in defaults if n == "print_log"]
+        ours = [
+            (name, PassthroughScoring(name, lower_is_better=None, on_train=on_train))
+            for name, on_train in (
+                ("train_ce", True),
+                ("train_supcon", True),
+                ("valid_ce", False),
+                ("valid_supcon", False),
+            )
         ]
+        ours.append(("train_acc", _TrainAccuracy()))
+        if self.lr_schedule == "cosine":
+            ours.append(("lr_schedule", WarmupCosineLR(self.warmup_epochs)))
+        ours.append(("precise_bn", PreciseBatchNorm()))
+        return [c for c in defaults if c not in last] + ours + last
 
     def initialize(self):
-        self.device = resolve_device(self.device)
+        self.device_ = resolve_device(self.device)
         self._check_speed_params()
         rng = check_random_state(self.random_state)
         # a third draw leaves the first two (and older results) unchanged
         torch_seed, sampler_seed, augment_seed = rng.randint(0, 2**31 - 1, size=3)
-        self._augment_seed = int(augment_seed)
+        self._augment_seed_ = int(augment_seed)
         self.sampler_rng_ = np.random.default_rng(sampler_seed)
         # fork_rng keeps the caller's global torch RNG untouched
         with torch.random.fork_rng(devices=[]):
@@ -273,10 +248,22 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         self.module_ = self.initialized_instance(self.module, kwargs)
         if self.initial_weights is not None:
             self._load_initial_weights()
+        self.module_ = self.module_.to(self.device_)
         if self._training_channels_last:
             self.module_ = self.module_.to(memory_format=torch.channels_last_3d)
         self.__dict__.pop("_inference_cache_", None)
         return self
+
+    # skorch moves the module and criterion to ``self.device`` after building
+    # them, and "auto" is no torch device: let it see the device chosen while it
+    # does, and give the parameter back unchanged
+    def _initialize_module(self, reason=None):
+        with _torch_device(self):
+            return super()._initialize_module(reason)
+
+    def _initialize_criterion(self, reason=None):
+        with _torch_device(self):
+            return super()._initialize_criterion(reason)
 
     def _load_initial_weights(self):
         """Start from another model's weights: all but the class layer ``fc``."""
@@ -320,10 +307,10 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             # a fit resumed from a checkpoint replays the same augmentations
             epoch = len(self.history)
             step = len(self.history[-1, "batches"])
-            seq = np.random.SeedSequence([self._augment_seed, epoch, step])
+            seq = np.random.SeedSequence([self._augment_seed_, epoch, step])
             seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> 1)
             Xi = augment(
-                to_tensor(Xi, device=self.device), torch.Generator().manual_seed(seed)
+                to_tensor(Xi, device=self.device_), torch.Generator().manual_seed(seed)
             )
             batch = (Xi, yi)
         return super().train_step_single(batch, **fit_params)
@@ -344,10 +331,10 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 f"progress must be True, False or a callable; got {self.progress!r}."
             )
         if self.amp:
-            device = torch.device(self.device)
+            device = torch.device(self.device_)
             if device.type == "cuda" and not torch.cuda.is_bf16_supported():
                 raise ValueError(
-                    f"amp=True needs bfloat16 support; device {self.device} has none."
+                    f"amp=True needs bfloat16 support; device {self.device_} has none."
                 )
             if device.type == "cpu" and not _runtime.cpu_has_native_bfloat16():
                 warnings.warn(
@@ -368,12 +355,12 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         return bool(self.channels_last)  # True or "inference"
 
     def _autocast(self):
-        device_type = torch.device(self.device).type
+        device_type = torch.device(self.device_).type
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.amp)
 
     def infer(self, x, **fit_params):
         """Forward a batch, in the ``channels_last_3d`` layout when asked."""
-        x = to_tensor(x, device=self.device)
+        x = to_tensor(x, device=self.device_)
         if isinstance(x, Mapping):
             return super().infer(x, **fit_params)
         if self._training_channels_last and x.ndim == 5:
@@ -385,7 +372,28 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         kwargs.setdefault("sup_con_weight", self.sup_con_weight)
         kwargs.setdefault("temperature", self.temperature)
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
+        if isinstance(self.criterion_, torch.nn.Module):
+            self.criterion_ = self.criterion_.to(self.device_)
         return self
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """The criterion's loss; its terms go to the batch history.
+
+        With a criterion that has ``loss_terms`` (e.g.
+        :class:`~fscc_sklearn.nn.CESupConLoss`) every term is recorded per batch
+        as ``train_<term>`` or ``valid_<term>`` (``train_ce``,
+        ``train_supcon``); default callbacks of the same names average them
+        per epoch.
+        """
+        y_true = to_tensor(y_true, device=self.device_)
+        split = getattr(self.criterion_, "loss_terms", None)
+        if split is None:
+            return self.criterion_(y_pred, y_true)
+        terms = split(y_pred, y_true)
+        prefix = "train" if training else "valid"
+        for name, value in terms.items():
+            self.history.record_batch(f"{prefix}_{name}", value.item())
+        return self.criterion_.combine(terms)
 
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
@@ -412,9 +420,24 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         (and ``y`` None): every epoch then trains on ``batches_per_epoch`` fresh
         class-balanced batches of the stream (its batch size, not
         ``batch_size``, applies in training), drawn from ``random_state``.
+
+        With an :class:`~fscc_sklearn.AtomicCheckpoint` among the callbacks,
+        training continues from its checkpoint and runs only the epochs
+        missing to ``max_epochs``.
         """
         if isinstance(X, SubtomogramStream):
-            return self._fit_stream(X, y, **fit_params)
+            X, y = self._stream_data(X, y)
+        else:
+            X, y = self._array_data(X, y)
+        if not self.warm_start or not self.initialized_:
+            self.initialize()
+        done = self._restore_checkpoint(X, y)
+        return self.partial_fit(
+            X, y, epochs=max(0, self.max_epochs - done), **fit_params
+        )
+
+    def _array_data(self, X, y):
+        """Check ``X``, ``y`` and set ``classes_``, ``input_shape_``."""
         X = check_volumes(X)
         if not X.shape[2] == X.shape[3] == X.shape[4]:
             raise ValueError(f"Subtomograms must be cubic boxes; got {X.shape[2:]}.")
@@ -430,7 +453,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         check_class_counts(y, minimum=2, what="Supervised contrastive pre-training")
         self._check_training_params()
         self.input_shape_ = X.shape[1:]
-        return super().fit(X, y_idx.astype(np.int64), **fit_params)
+        return X, y_idx.astype(np.int64)
 
     def _check_training_params(self):
         self._augmenter()  # validates augment
@@ -439,7 +462,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 f'lr_schedule must be None or "cosine"; got {self.lr_schedule!r}.'
             )
 
-    def _fit_stream(self, stream, y, **fit_params):
+    def _stream_data(self, stream, y):
         if y is not None:
             raise ValueError(
                 "A SubtomogramStream carries its own labels; call fit(stream) "
@@ -448,7 +471,27 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         self._check_training_params()
         self.classes_ = np.asarray(stream.class_names)
         self.input_shape_ = (1, stream.box, stream.box, stream.box)
-        return super().fit(StreamDataset(stream), None, **fit_params)
+        return StreamDataset(stream), None
+
+    def _restore_checkpoint(self, X, y):
+        """Epochs done according to the checkpoint callbacks (0 without one)."""
+        self._sampler_resume_ = None
+        done = 0
+        for _, callback in self.callbacks_:
+            if isinstance(callback, AtomicCheckpoint):
+                done = max(done, callback.restore(self, X, y))
+        return done
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        # the training batch sampler resumes from a checkpoint's state, and its
+        # state after every epoch is what a checkpoint saves
+        if training and getattr(self, "_sampler_resume_", None) is not None:
+            _sampler_of(iterator).load_state_dict(self._sampler_resume_)
+            self._sampler_resume_ = None
+        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        if training:
+            sampler = _sampler_of(iterator, required=False)
+            self._sampler_state_ = None if sampler is None else sampler.state_dict()
 
     def transform(self, X):
         """Features ``(n_samples, num_features)`` float32 of subtomograms ``X``.
@@ -465,7 +508,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 f"{tuple(self.input_shape_)}."
             )
         self._check_speed_params()
-        device = torch.device(self.device)
+        device = torch.device(self.device_)
         module = self._inference_module()
         step = self.batch_size
         micro = min(step, _CPU_MICRO_BATCH) if device.type == "cpu" else step
@@ -497,6 +540,17 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 bar.update(len(xb))
         return out
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the features of :meth:`transform`: ``conv6embedder0``, ...
+
+        Lets ``set_output(transform="pandas")`` label the columns.
+        ``input_features`` is ignored: the input is a stack of volumes.
+        """
+        self.check_is_fitted(["module_"])
+        prefix = type(self).__name__.lower()
+        n = self.module_.num_features
+        return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
+
     def _inference_module(self):
         """Eval-mode copy of ``module_`` for :meth:`transform`, cached per weights.
 
@@ -506,7 +560,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         module = getattr(self.module_, "_orig_mod", self.module_)  # torch.compile
         key = (
             id(module),
-            str(self.device),
+            str(self.device_),
             self._inference_channels_last,
             tuple((t.data_ptr(), t._version) for t in module.state_dict().values()),
         )
@@ -528,14 +582,15 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         return state
 
     def __setstate__(self, state):
-        # skorch maps saved tensors to state["device"], and "auto" is no torch
-        # device; only unfitted nets (no tensors yet) still hold "auto"
-        auto = state.get("device") == "auto"
-        if auto:
-            state = {**state, "device": "cpu"}
-        super().__setstate__(state)
-        if auto:
-            self.device = "auto"
+        # skorch maps the saved tensors to state["device"] (the CPU where that
+        # device is missing here) and may rewrite it: map them to the device
+        # they were on, device_, and keep the parameter as it was given
+        device = state["device"]
+        on = state.get("device_", resolve_device(device))
+        super().__setstate__({**state, "device": on})
+        if state.get("initialized_"):
+            self.device_ = str(self.device)  # where the tensors are now
+        self.device = device
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -545,25 +600,28 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         return tags
 
 
-class _ScheduleSwitch(WarmupCosineLR):
-    """:class:`WarmupCosineLR` driven by the embedder's ``lr_schedule`` params."""
+@contextlib.contextmanager
+def _torch_device(net):
+    """Show skorch the resolved ``device_`` as ``device``, then restore it."""
+    given = net.device
+    net.device = net.device_
+    try:
+        yield
+    finally:
+        net.device = given
 
-    def __init__(self):
-        super().__init__()
 
-    def on_train_begin(self, net, **kwargs):
-        self.active_ = net.lr_schedule == "cosine"
-        if self.active_:
-            self.warmup_epochs = net.warmup_epochs
-            super().on_train_begin(net, **kwargs)
-
-    def on_epoch_begin(self, net, **kwargs):
-        if self.active_:
-            super().on_epoch_begin(net, **kwargs)
-
-    def on_batch_end(self, net, **kwargs):
-        if self.active_:
-            super().on_batch_end(net, **kwargs)
+def _sampler_of(iterator, required=True):
+    """What holds the batch order of a training iterator and its state."""
+    for candidate in (iterator, getattr(iterator, "batch_sampler", None)):
+        if hasattr(candidate, "state_dict") and hasattr(candidate, "load_state_dict"):
+            return candidate
+    if required:
+        raise TypeError(
+            "Resuming needs a training iterator whose batch sampler has "
+            f"state_dict/load_state_dict; got {type(iterator).__name__}."
+        )
+    return None
 
 
 def _dataset_labels(dataset):

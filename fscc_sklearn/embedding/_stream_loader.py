@@ -54,9 +54,13 @@ class StreamLoader:
             loader_kwargs.pop(key, None)
         self.loader_kwargs = loader_kwargs
 
-    def skip_epochs(self, n_epochs):
-        """Move past ``n_epochs`` passes without simulating them (resume)."""
-        self.epoch += int(n_epochs)
+    def state_dict(self):
+        """Seed and pass number: where the next training pass starts."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        """Continue from a :meth:`state_dict` (resume) without simulating."""
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
     def __len__(self):
         s = self.stream

@@ -65,6 +65,9 @@ class CESupConLoss(nn.Module):
     """FSCC's pre-training loss ``CE + sup_con_weight * SupCon``.
 
     Takes the network's ``(logits, features)`` tuple as prediction.
+    :meth:`loss_terms` gives the unweighted terms and :meth:`combine` adds
+    them up, so a trainer can report each term of the loss it optimises
+    (:class:`~fscc_sklearn.Conv6Embedder` records them in its history).
 
     Parameters
     ----------
@@ -73,11 +76,14 @@ class CESupConLoss(nn.Module):
     temperature : float, default=0.07
         Temperature of :class:`SupConLoss`.
 
-    Attributes
-    ----------
-    last_terms : dict
-        ``{"ce": tensor, "supcon": tensor or None}``, the detached unweighted
-        terms of the last call (``supcon`` is None when ``sup_con_weight`` is 0).
+    Examples
+    --------
+    >>> import torch
+    >>> loss = CESupConLoss()
+    >>> y_pred, y = (torch.zeros(4, 2), torch.eye(4)), torch.tensor([0, 0, 1, 1])
+    >>> terms = loss.loss_terms(y_pred, y)
+    >>> sorted(terms), bool(loss.combine(terms) == loss(y_pred, y))
+    (['ce', 'supcon'], True)
     """
 
     def __init__(self, sup_con_weight=0.05, temperature=0.07):
@@ -85,17 +91,23 @@ class CESupConLoss(nn.Module):
         self.sup_con_weight = sup_con_weight
         self.supcon = SupConLoss(temperature=temperature)
 
-    def forward(self, y_pred, y_true):
+    def loss_terms(self, y_pred, y_true):
+        """Unweighted terms ``{"ce": ..., "supcon": ...}`` of a batch.
+
+        ``supcon`` is left out when ``sup_con_weight`` is 0 (it is not computed).
+        """
         logits, features = y_pred
-        ce = F.cross_entropy(logits, y_true)
-        loss = ce
-        supcon = None
+        terms = {"ce": F.cross_entropy(logits, y_true)}
         if self.sup_con_weight:
-            supcon = self.supcon(features, y_true)
-            loss = loss + self.sup_con_weight * supcon
-        # detached parts of the last batch, for progress reports and history
-        self.last_terms = {
-            "ce": ce.detach(),
-            "supcon": None if supcon is None else supcon.detach(),
-        }
+            terms["supcon"] = self.supcon(features, y_true)
+        return terms
+
+    def combine(self, terms):
+        """The loss ``ce + sup_con_weight * supcon`` from :meth:`loss_terms`."""
+        loss = terms["ce"]
+        if "supcon" in terms:
+            loss = loss + self.sup_con_weight * terms["supcon"]
         return loss
+
+    def forward(self, y_pred, y_true):
+        return self.combine(self.loss_terms(y_pred, y_true))

@@ -48,6 +48,14 @@ class ClassBalancedBatchSampler(Sampler):
     def __len__(self):
         return self.n_batches
 
+    def state_dict(self):
+        """The sampler's position in its random stream (JSON-able), between epochs."""
+        return {"rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state):
+        """Continue from a :meth:`state_dict`, e.g. to resume training."""
+        self._rng.bit_generator.state = state["rng"]
+
     def __iter__(self):
         queues = [self._rng.permutation(m) for m in self._members]
         for _ in range(self.n_batches):

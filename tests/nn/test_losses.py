@@ -91,3 +91,16 @@ def test_ce_supcon_combines_terms():
     assert total.item() == pytest.approx((ce + 0.3 * sc).item(), rel=1e-6)
     plain = CESupConLoss(sup_con_weight=0)((logits, feats), y)
     assert plain.item() == pytest.approx(ce.item(), rel=1e-6)
+
+
+def test_ce_supcon_terms_are_unweighted_and_combine_to_the_loss():
+    logits, feats = torch.randn(6, 3), torch.randn(6, 4)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    loss = CESupConLoss(sup_con_weight=0.3, temperature=0.1)
+    terms = loss.loss_terms((logits, feats), y)
+    assert terms["ce"].item() == pytest.approx(F.cross_entropy(logits, y).item())
+    assert terms["supcon"].item() == pytest.approx(SupConLoss(0.1)(feats, y).item())
+    assert torch.equal(loss.combine(terms), loss((logits, feats), y))
+    assert not hasattr(loss, "last_terms")  # no side channel
+    plain = CESupConLoss(sup_con_weight=0).loss_terms((logits, feats), y)
+    assert list(plain) == ["ce"]
