@@ -17,6 +17,7 @@ _PUBLIC = {
         "BaseStatistics",
         "CalibratedFewShotClassifier",
         "CalibratedFewShotClassifierCV",
+        "DistributionCalibrationClassifier",
         "tukey_transform",
     ),
     ".embedding": (
@@ -50,6 +51,7 @@ __all__ = [
     "CalibratedFewShotClassifier",
     "CalibratedFewShotClassifierCV",
     "Conv6Embedder",
+    "DistributionCalibrationClassifier",
     "EpisodeResult",
     "EpisodicValidation",
     "PrototypeClassifier",

@@ -12,8 +12,17 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .calibration._calibration import tukey_transform
+from .calibration._statistics import tukey_transform
 from .calibration._grouping import class_means
+from .persistence._state import (
+    check_array,
+    check_value,
+    labels_from_json,
+    labels_to_json,
+    logistic_regression_from_state,
+    logistic_regression_state,
+    register_saveable,
+)
 
 __all__ = [
     "BaselineClassifier",
@@ -56,6 +65,58 @@ class _SupportSetClassifier(ClassifierMixin, BaseEstimator):
 
     @abstractmethod
     def _scores(self, X): ...
+
+    def _get_model_state(self):
+        """``(meta, arrays)`` of the fitted classifier, for safe model files."""
+        check_is_fitted(self)
+        meta = {
+            "classes": labels_to_json(self.classes_),
+            "n_features_in": int(self.n_features_in_),
+        }
+        if hasattr(self, "scale_"):
+            meta["scale"] = float(self.scale_)
+        arrays = {
+            name.rstrip("_"): np.asarray(getattr(self, name), dtype=np.float64)
+            for name in ("coef_", "intercept_", "centroids_")
+            if hasattr(self, name)
+        }
+        if hasattr(self, "logreg_"):
+            meta["logreg"], lr_arrays = logistic_regression_state(self.logreg_)
+            arrays.update(lr_arrays)
+        elif hasattr(self, "n_iter_"):
+            meta["n_iter"] = int(self.n_iter_)
+        return meta, arrays
+
+    @classmethod
+    def _from_model_state(cls, params, meta, arrays, *, device="cpu"):
+        """The fitted classifier saved by :meth:`_get_model_state`."""
+        clf = cls(**params)
+        clf.classes_ = labels_from_json(meta["classes"])
+        m = clf.n_features_in_ = check_value(meta, "n_features_in", "int", low=1)
+        n = len(clf.classes_)
+        if n < 2:
+            raise ValueError(f"a classifier needs 2 or more classes; got {n}.")
+        for name in ("coef", "centroids"):
+            if name in arrays:
+                setattr(clf, name + "_", check_array(arrays, name, shape=(n, m)))
+        if "intercept" in arrays:
+            clf.intercept_ = check_array(arrays, "intercept", shape=(n,))
+        if "scale" in meta:
+            clf.scale_ = check_value(meta, "scale", "float", low=0)
+        if "logreg" in meta:
+            clf.logreg_ = logistic_regression_from_state(
+                meta["logreg"], arrays, n_features=m
+            )
+            if clf.logreg_.classes_.tolist() != list(range(n)):
+                raise ValueError(f"logreg classes must be 0..{n - 1}.")
+            clf.n_iter_ = clf.logreg_.n_iter_
+        elif "n_iter" in meta:
+            clf.n_iter_ = check_value(meta, "n_iter", "int", low=0)
+        try:
+            clf._scores(np.zeros((1, m)))
+        except AttributeError as exc:
+            raise ValueError(f"incomplete state for {cls.__name__} ({exc}).") from None
+        return clf
 
     def _validated_scores(self, X):
         check_is_fitted(self)
@@ -123,6 +184,7 @@ class _SGDHead(_SupportSetClassifier):
         return softmax(self._validated_scores(X), axis=1)
 
 
+@register_saveable
 class BaselineClassifier(_SGDHead):
     """Chen et al.'s (2019) Baseline: a new linear softmax layer on frozen features.
 
@@ -209,6 +271,7 @@ class BaselineClassifier(_SGDHead):
         return X @ self.coef_.T + self.intercept_
 
 
+@register_saveable
 class BaselinePlusPlusClassifier(_SGDHead):
     """Chen et al.'s (2019) Baseline++: a cosine-similarity classifier.
 
@@ -312,6 +375,7 @@ class BaselinePlusPlusClassifier(_SGDHead):
         return self.scale_ * X @ self.coef_.T
 
 
+@register_saveable
 class PrototypeClassifier(_SupportSetClassifier):
     """Nearest class mean (prototype) in Euclidean distance.
 
@@ -360,6 +424,7 @@ class PrototypeClassifier(_SupportSetClassifier):
         return tags
 
 
+@register_saveable
 class TukeyLogisticRegression(_SupportSetClassifier):
     """Logistic regression on Tukey-transformed support features, without calibration.
 

@@ -3,12 +3,15 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fscc_sklearn import BaseStatistics, CalibratedFewShotClassifier, tukey_transform
-from fscc_sklearn.calibration._calibration import (
-    bayes_gaussian_parameters,
-    calibrated_training_set,
-    oas_shrinkage,
+from fscc_sklearn import (
+    BaseStatistics,
+    CalibratedFewShotClassifier,
+    DistributionCalibrationClassifier,
+    tukey_transform,
 )
+from fscc_sklearn.calibration._bayes import bayes_gaussian_parameters
+from fscc_sklearn.calibration._paper import calibrated_training_set
+from fscc_sklearn.calibration._statistics import oas_shrinkage
 
 EXPECTED_FAILED = {
     "check_decision_proba_consistency": (
@@ -21,7 +24,7 @@ EXPECTED_FAILED = {
 @parametrize_with_checks(
     [
         CalibratedFewShotClassifier(),
-        CalibratedFewShotClassifier(method="paper", n_samples=20),
+        DistributionCalibrationClassifier(n_samples=20),
     ],
     expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
@@ -39,7 +42,7 @@ def make_base(n_classes=4, n_per_class=30, d=6, seed=0):
 
 def test_base_mode_stores_unbiased_statistics_and_predicts_base_classes():
     X, y = make_base()
-    clf = CalibratedFewShotClassifier(method="paper", random_state=0).fit(X, y)
+    clf = DistributionCalibrationClassifier(random_state=0).fit(X, y)
     stats = clf.base_statistics_
     np.testing.assert_allclose(stats.means[2], X[y == 2].mean(0))
     np.testing.assert_allclose(stats.covariances[1], np.cov(X[y == 1].T, ddof=1))
@@ -49,13 +52,11 @@ def test_base_mode_stores_unbiased_statistics_and_predicts_base_classes():
 
 def test_few_shot_fit_classifies_novel_classes_with_one_shot():
     X, y = make_base(n_classes=9, seed=1)
-    base = CalibratedFewShotClassifier(method="paper").fit(X[y < 5], y[y < 5])
+    base = DistributionCalibrationClassifier().fit(X[y < 5], y[y < 5])
     novel = y >= 5
     Xn, yn = X[novel], y[novel]
     support = np.array([np.flatnonzero(yn == c)[0] for c in range(5, 9)])
-    clf = CalibratedFewShotClassifier(
-        base=base, method="paper", n_samples=200, random_state=0
-    )
+    clf = DistributionCalibrationClassifier(base=base, n_samples=200, random_state=0)
     clf.fit(Xn[support], yn[support])
     assert clf.classes_.tolist() == [5, 6, 7, 8]
     assert clf.score(Xn, yn) > 0.8
@@ -65,7 +66,7 @@ def test_few_shot_fit_classifies_novel_classes_with_one_shot():
 
 def test_draws_n_samples_per_class_and_calibrated_means():
     X, y = make_base(d=3)
-    base = CalibratedFewShotClassifier(method="paper").fit(X, y)
+    base = DistributionCalibrationClassifier().fit(X, y)
     stats = base.base_statistics_
     v = np.sqrt([1.0, 2.0, 3.0])
     X_train, y_train = calibrated_training_set(
@@ -99,17 +100,18 @@ def test_rank_deficient_base_covariances_stay_finite():
     rng = np.random.default_rng(0)
     X = rng.gamma(1.0, size=(12, 40))  # 3 samples per class, 40 dimensions
     y = np.repeat(np.arange(4), 3)
-    base = CalibratedFewShotClassifier(method="paper", alpha=0.0).fit(X, y)
-    clf = CalibratedFewShotClassifier(
-        base=base, method="paper", alpha=0.0, n_samples=50, random_state=0
+    base = DistributionCalibrationClassifier(alpha=0.0).fit(X, y)
+    clf = DistributionCalibrationClassifier(
+        base=base, alpha=0.0, n_samples=50, random_state=0
     )
     clf.fit(rng.gamma(1.0, size=(2, 40)), ["a", "b"])
     assert np.isfinite(clf.coef_).all()
-    paper = {"method": "paper", "alpha": 0.0}
-    zero = CalibratedFewShotClassifier(**paper).fit(
+    zero = DistributionCalibrationClassifier(alpha=0.0).fit(
         np.zeros((6, 5)), [0, 0, 1, 1, 2, 2]
     )
-    few = CalibratedFewShotClassifier(base=zero, n_samples=10, random_state=0, **paper)
+    few = DistributionCalibrationClassifier(
+        base=zero, n_samples=10, random_state=0, alpha=0.0
+    )
     assert np.isfinite(
         few.fit(np.zeros((2, 5)), [0, 1]).predict_proba(np.ones((1, 5)))
     ).all()
@@ -117,12 +119,10 @@ def test_rank_deficient_base_covariances_stay_finite():
 
 def test_same_seed_same_predictions():
     X, y = make_base(n_classes=8)
-    base = CalibratedFewShotClassifier(method="paper").fit(X[y < 4], y[y < 4])
+    base = DistributionCalibrationClassifier().fit(X[y < 4], y[y < 4])
     Xs, ys = X[y >= 4][::10], y[y >= 4][::10]
     fits = [
-        CalibratedFewShotClassifier(base=base, method="paper", random_state=s).fit(
-            Xs, ys
-        )
+        DistributionCalibrationClassifier(base=base, random_state=s).fit(Xs, ys)
         for s in (3, 3, 4)
     ]
     p = [f.predict_proba(X) for f in fits]
@@ -233,7 +233,7 @@ def test_bayes_base_statistics_are_in_tukey_space():
     assert stats.tukey_lambda == 0.5
     np.testing.assert_allclose(stats.means[2], np.sqrt(X[y == 2]).mean(0))
     np.testing.assert_allclose(stats.covariances[1], np.cov(np.sqrt(X[y == 1]).T))
-    paper = CalibratedFewShotClassifier(method="paper").fit(X, y).base_statistics_
+    paper = DistributionCalibrationClassifier().fit(X, y).base_statistics_
     assert paper.tukey_lambda is None
     np.testing.assert_allclose(paper.means[2], X[y == 2].mean(0))
 
@@ -347,23 +347,26 @@ def test_oas_shrinkage_falls_with_more_samples():
 
 def test_bayes_and_paper_base_statistics_do_not_mix():
     X, y = make_base()
-    paper_base = CalibratedFewShotClassifier(method="paper").fit(X, y)
+    paper_base = DistributionCalibrationClassifier().fit(X, y)
     with pytest.raises(
         ValueError,
-        match=r"method='bayes' needs base statistics of "
+        match=r"CalibratedFewShotClassifier needs base statistics of "
         r"Tukey space \(lambda=0.5\); these are of raw features",
     ):
         CalibratedFewShotClassifier(base=paper_base).fit(np.ones((2, 6)), [0, 1])
     bayes_base = CalibratedFewShotClassifier().fit(X, y)
-    with pytest.raises(ValueError, match="method='paper' needs base statistics of raw"):
-        CalibratedFewShotClassifier(base=bayes_base, method="paper").fit(
-            np.ones((2, 6)), [0, 1]
-        )
+    with pytest.raises(
+        ValueError,
+        match="DistributionCalibrationClassifier needs base statistics of raw",
+    ):
+        DistributionCalibrationClassifier(
+            base=bayes_base,
+        ).fit(np.ones((2, 6)), [0, 1])
 
 
 def test_paper_draws_float32_samples_with_the_calibrated_covariance():
     X, y = make_base(d=3)
-    stats = CalibratedFewShotClassifier(method="paper").fit(X, y).base_statistics_
+    stats = DistributionCalibrationClassifier().fit(X, y).base_statistics_
     v = np.sqrt([1.0, 2.0, 3.0])
     X_train, _ = calibrated_training_set(
         v[None], np.array([7]), stats, k=1, alpha=0.1, n_samples=20000,
@@ -408,25 +411,25 @@ def test_auto_kappa_fades_with_distance_and_stays_finite_on_a_base_mean():
     assert moved < 0.05
 
 
-@pytest.mark.parametrize("method", ["bayes", "paper"])
-def test_constant_features_give_finite_uniform_probabilities(method):
-    base = CalibratedFewShotClassifier(method=method).fit(
-        np.ones((30, 5)), np.repeat([0, 1, 2], 10)
-    )
+CLASSES = [CalibratedFewShotClassifier, DistributionCalibrationClassifier]
+PAPER_ONLY = {DistributionCalibrationClassifier: {"n_samples": 20, "random_state": 0}}
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_constant_features_give_finite_uniform_probabilities(cls):
+    base = cls().fit(np.ones((30, 5)), np.repeat([0, 1, 2], 10))
     proba = base.predict_proba(np.ones((2, 5)))
     np.testing.assert_allclose(proba, 1 / 3, atol=1e-6)
-    few = CalibratedFewShotClassifier(
-        method=method, base=base, n_samples=20, random_state=0
-    )
+    few = cls(base=base, **PAPER_ONLY.get(cls, {}))
     proba = few.fit(np.ones((2, 5)), [0, 1]).predict_proba(np.ones((2, 5)))
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba, 0.5, atol=0.05)  # paper: sampling noise
 
 
-@pytest.mark.parametrize("method", ["bayes", "paper"])
-def test_one_class_is_refused(method):
+@pytest.mark.parametrize("cls", CLASSES)
+def test_one_class_is_refused(cls):
     with pytest.raises(ValueError, match="needs at least 2 classes; got 1 class"):
-        CalibratedFewShotClassifier(method=method).fit(np.ones((4, 5)), [0] * 4)
+        cls().fit(np.ones((4, 5)), [0] * 4)
 
 
 def _multinomial_objective(X, y_idx, W, b, C):
@@ -442,7 +445,7 @@ def _multinomial_objective(X, y_idx, W, b, C):
 
 @pytest.mark.parametrize("counts", [(6, 6, 6), (3, 9, 5)])
 def test_newton_step_solves_the_quadratic_model_at_zero(counts):
-    from fscc_sklearn.calibration._calibration import newton_step_logistic
+    from fscc_sklearn.calibration._paper import newton_step_logistic
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), counts)
@@ -465,33 +468,30 @@ def test_newton_step_solves_the_quadratic_model_at_zero(counts):
         np.testing.assert_allclose(hess_v_step, -grad_v, rtol=1e-4, atol=1e-6)
 
 
-def test_paper_solvers_agree_and_lbfgs_keeps_a_logistic_regression():
+def test_paper_solvers_agree_and_only_the_linear_scores_are_kept():
     X, y = make_base(n_classes=8)
-    base = CalibratedFewShotClassifier(method="paper").fit(X[y < 4], y[y < 4])
+    base = DistributionCalibrationClassifier().fit(X[y < 4], y[y < 4])
     Xs, ys = X[y >= 4][::10], y[y >= 4][::10]
     fits = {
-        solver: CalibratedFewShotClassifier(
-            base=base, method="paper", solver=solver, random_state=0
+        solver: DistributionCalibrationClassifier(
+            base=base, solver=solver, random_state=0
         ).fit(Xs, ys)
         for solver in ("newton", "lbfgs")
     }
-    assert not hasattr(fits["newton"], "logreg_")
-    assert fits["newton"].coef_.shape == (4, X.shape[1])
-    assert hasattr(fits["lbfgs"], "logreg_")
+    for fit in fits.values():
+        assert fit.coef_.shape == (4, X.shape[1]) and fit.intercept_.shape == (4,)
+        assert not hasattr(fit, "logreg_")
+    assert fits["lbfgs"].n_iter_[0] > 1 and fits["newton"].n_iter_.tolist() == [1]
     Xq, yq = X[y >= 4], y[y >= 4]
     agree = np.mean(fits["newton"].predict(Xq) == fits["lbfgs"].predict(Xq))
     assert agree > 0.9
     assert fits["newton"].score(Xq, yq) >= fits["lbfgs"].score(Xq, yq) - 0.05
-    # refitting with the closed form drops the L-BFGS model
     refit = fits["lbfgs"].set_params(solver="newton").fit(Xs, ys)
-    assert not hasattr(refit, "logreg_")
     np.testing.assert_array_equal(refit.predict(Xq), fits["newton"].predict(Xq))
 
 
 @pytest.mark.parametrize("n_shot", [1, 5])
 def test_auto_kappa_keeps_part_of_a_support_mean_that_sits_near_its_prior(n_shot):
-    from fscc_sklearn.calibration._calibration import bayes_gaussian_parameters
-
     rng = np.random.default_rng(0)
     X, y = make_base(n_classes=3, n_per_class=40, d=6)
     stats = BaseStatistics.from_features(X, y)

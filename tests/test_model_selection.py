@@ -110,7 +110,7 @@ def test_grid_search_over_lambda_and_k_with_class_disjoint_folds(
     pipe = Pipeline(
         [
             ("embed", tiny_embedder(max_epochs=2, batch_size=24)),
-            ("clf", CalibratedFewShotClassifier(n_samples=50, random_state=0)),
+            ("clf", CalibratedFewShotClassifier(random_state=0)),
         ],
         memory=str(tmp_path / "cache"),
     )

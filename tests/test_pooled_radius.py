@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fscc_sklearn import BaseStatistics, CalibratedFewShotClassifier
-from fscc_sklearn.calibration._calibration import pool_radii
+from fscc_sklearn.calibration._bayes import pool_radii
 
 
 def base_and_support(seed=0, d=6):

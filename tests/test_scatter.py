@@ -3,7 +3,7 @@ import pytest
 from sklearn.utils._param_validation import InvalidParameterError
 
 from fscc_sklearn import BaseStatistics, CalibratedFewShotClassifier
-from fscc_sklearn.calibration._calibration import support_scatter_linear
+from fscc_sklearn.calibration._bayes import support_scatter_linear
 from fscc_sklearn.calibration._scatter import choose_strength, scatter_gaussian
 
 D = 40

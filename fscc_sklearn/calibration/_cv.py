@@ -13,15 +13,26 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from ._calibration import BaseStatistics, CalibratedFewShotClassifier
+from ..model_selection import beats_by_one_standard_error, evaluate_episodes
+from ._bayes import CalibratedFewShotClassifier
+from ._paper import DistributionCalibrationClassifier
+from ._statistics import BaseStatistics
 from ._temperature import pseudo_novel_episodes
 
 # Set by the search itself, not searchable.
-_RESERVED = ("base", "method", "calibrate_proba", "random_state")
+_RESERVED = ("base", "calibrate_proba", "random_state")
+_METHODS = {
+    "bayes": CalibratedFewShotClassifier,
+    "paper": DistributionCalibrationClassifier,
+}
 
 
-def _default_grid():
-    """Candidates of ``param_grid=None``, the classifier's defaults first."""
+def _default_grid(estimator_class=CalibratedFewShotClassifier):
+    """Candidates of ``param_grid=None``, the classifier's defaults first.
+
+    The grid is written for the Bayesian rule; other classes keep the
+    parameters they have (``k`` and ``tukey_lambda``), each setting once.
+    """
     defaults = CalibratedFewShotClassifier().get_params()
     first = {p: defaults[p] for p in ("k", "kappa", "shrinkage", "tukey_lambda")}
     grid = [first]
@@ -32,8 +43,10 @@ def _default_grid():
     # kappa=0 ignores the neighbours' means; with shrinkage=1 k does not matter
     grid.append({**first, "kappa": 0.0, "shrinkage": 1.0})
     grid += [{**first, "tukey_lambda": lam} for lam in (0.25, 1.0)]
+    names = estimator_class().get_params()
     unique = []
     for params in grid:
+        params = {p: v for p, v in params.items() if p in names}
         if params not in unique:
             unique.append(params)
     return unique
@@ -53,6 +66,8 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
     one standard error of their paired per-split differences, since the
     winner of many noisy candidates overstates its gain. Features are fixed, so
     this costs only the closed-form fits of the candidates (``method="bayes"``).
+    Every candidate runs on the same episodes through
+    :func:`~fscc_sklearn.evaluate_episodes`.
 
     ``predict`` and friends classify base classes; for novel classes use
     :func:`~fscc_sklearn.adapt` (or ``few_shot_clone``), which transfer the
@@ -61,15 +76,18 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     param_grid : dict, list of dicts or None, default=None
-        Parameters of :class:`CalibratedFewShotClassifier` to try, as for
-        ``GridSearchCV`` (``base``, ``method``, ``calibrate_proba`` and
-        ``random_state`` excluded).
+        Parameters of the classifier (see ``method``) to try, as for
+        ``GridSearchCV`` (``base``, ``calibrate_proba`` and ``random_state``
+        excluded).
         ``None``: the classifier's defaults; ``k`` in {1, 2, 4} x ``kappa`` in
         {"auto", 1, 4} x ``shrinkage`` in {1, 0.5}; ``kappa=0`` (nearest
-        prototype); ``tukey_lambda`` in {0.25, 1}: 21 candidates.
+        prototype); ``tukey_lambda`` in {0.25, 1}: 21 candidates ("paper":
+        the 5 settings of ``k`` and ``tukey_lambda`` among them).
     method : {"bayes", "paper"}, default="bayes"
-        Calibration method of every candidate; "paper" samples and fits a
-        logistic regression per episode, hundreds of times slower.
+        Classifier of every candidate: :class:`CalibratedFewShotClassifier`
+        ("bayes") or :class:`DistributionCalibrationClassifier` ("paper",
+        which samples and fits a logistic regression per episode, hundreds of
+        times slower).
     n_shot : int, default=5
         Support examples per class in validation episodes: set it to the K of
         your few-shot task.
@@ -104,7 +122,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         ``split<i>_test_score`` (mean accuracy over the episodes of split i),
         ``mean_test_score``, ``std_test_score`` (over splits) and
         ``rank_test_score``, one entry per candidate.
-    best_estimator_ : CalibratedFewShotClassifier
+    best_estimator_ : CalibratedFewShotClassifier or DistributionCalibrationClassifier
         Best candidate fitted on all base classes (``base=None``).
     base_statistics_ : BaseStatistics
         Base-class statistics of ``best_estimator_``.
@@ -206,18 +224,17 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         self.best_params_ = self.cv_results_["params"][self.best_index_]
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
 
-        best = CalibratedFewShotClassifier(
-            **self.best_params_, method=self.method, random_state=int(seeds[-1])
-        )
+        best = _METHODS[self.method](**self.best_params_, random_state=int(seeds[-1]))
         self.best_estimator_ = best.fit(X, y)
         self.base_statistics_ = best.base_statistics_
         self.classes_ = best.classes_
         return self
 
     def _grid(self):
+        estimator_class = _METHODS[self.method]
         if self.param_grid is None:
-            return _default_grid()
-        valid = sorted(set(CalibratedFewShotClassifier().get_params()) - {*_RESERVED})
+            return _default_grid(estimator_class)
+        valid = sorted(set(estimator_class().get_params()) - {*_RESERVED})
         grids = (
             [self.param_grid] if isinstance(self.param_grid, dict) else self.param_grid
         )
@@ -231,7 +248,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
             if bad:
                 raise ValueError(
                     f"param_grid has invalid parameter(s) {bad} of "
-                    f"CalibratedFewShotClassifier; valid: {valid}."
+                    f"{estimator_class.__name__}; valid: {valid}."
                 )
         return list(ParameterGrid(self.param_grid))
 
@@ -239,7 +256,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         """Unfitted classifiers of the grid, their parameters checked up front."""
         candidates = []
         for params in grid:
-            clf = CalibratedFewShotClassifier(**params, method=self.method)
+            clf = _METHODS[self.method](**params)
             clf._validate_params()  # nested validation is skipped in fit
             candidates.append(clf)
         if not candidates:
@@ -303,39 +320,30 @@ def _score_split(X, y_idx, candidates, seed, *, n_way, n_shot, n_query, n_episod
     novel = np.sort(rng.permutation(y_idx.max() + 1)[:n_way])
     is_base = ~np.isin(y_idx, novel)
     members = [np.flatnonzero(y_idx == c) for c in novel]
+    episodes = list(pseudo_novel_episodes(members, n_shot, n_query, n_episodes, rng))
     acc = np.zeros(len(candidates))
     # small problems: BLAS threads cost more than they save
     with threadpool_limits(1):
-        stats, models = {}, []
-        for clf in candidates:
+        stats = {}
+        for i, clf in enumerate(candidates):
             space = clf._stats_space
             if space not in stats:
                 stats[space] = BaseStatistics.from_features(
                     X[is_base], y_idx[is_base], tukey_lambda=space
                 )
             # scored by accuracy: no probability temperatures needed
-            models.append(
-                clone(clf).set_params(base=stats[space], calibrate_proba=None)
-            )
-        for support, query, episode_seed in pseudo_novel_episodes(
-            members, n_shot, n_query, n_episodes, rng
-        ):
-            for i, clf in enumerate(models):
-                clf.set_params(random_state=episode_seed).fit(
-                    X[support], y_idx[support]
-                )
-                acc[i] += np.mean(clf.predict(X[query]) == y_idx[query])
-    return acc / n_episodes
+            model = clone(clf).set_params(base=stats[space], calibrate_proba=None)
+            acc[i] = evaluate_episodes(model, X, y_idx, episodes=episodes).mean
+    return acc
 
 
 def _choose(split_scores, prefer_first):
     """Index of the chosen candidate from scores of shape (n_candidates, n_splits)."""
     best = int(np.argmax(split_scores.mean(1)))
-    n_splits = split_scores.shape[1]
-    if not prefer_first or best == 0 or n_splits < 2:
+    if not prefer_first or best == 0 or split_scores.shape[1] < 2:
         return best
-    gain = split_scores[best] - split_scores[0]
-    return best if gain.mean() > gain.std(ddof=1) / np.sqrt(n_splits) else 0
+    clear = beats_by_one_standard_error(split_scores[best] - split_scores[0])
+    return best if clear else 0
 
 
 def _results(params, split_scores):

@@ -13,6 +13,7 @@ so ``nu`` is chosen per support set by leave-one-out.
 
 import numpy as np
 
+from ..model_selection import beats_by_one_standard_error
 from ._grouping import class_means
 from ._temperature import best_inverse_temperature, tempered_log_likelihood
 
@@ -77,8 +78,7 @@ def choose_strength(Z, y_idx, n_classes, grid=SCATTER_GRID):
         scores[~finite, j] = Z[i] @ means.T - (means**2).sum(1) / 2
     loglik = np.stack([_tempered_loglik(s, y_idx[held]) for s in scores])
     best = int(np.argmax(loglik.mean(1)))
-    gain = loglik[best] - loglik[0]
-    if best and gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
+    if best and beats_by_one_standard_error(loglik[best] - loglik[0]):
         return grid[best]
     return grid[0]
 

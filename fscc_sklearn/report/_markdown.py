@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
-from sklearn.utils import check_random_state
 
-from ..model_selection import few_shot_clone, sample_episode
+from ..io._write import atomic_output
+from ..model_selection import evaluate_episodes
 
 __all__ = ["EpisodicEvaluation", "at_chance", "episodic_evaluation", "write_report"]
 
@@ -71,15 +70,6 @@ def chance_warnings(evaluations: list[EpisodicEvaluation]) -> list[str]:
     ]
 
 
-def _episode(classifier, F, y, seed, n_way, k_shot, n_query):
-    support, query = sample_episode(y, n_way, k_shot, n_query, random_state=seed)
-    model = few_shot_clone(classifier)
-    if "random_state" in model.get_params(deep=False):
-        model.set_params(random_state=seed)
-    model.fit(F[support], y[support])
-    return query, model.predict(F[query])
-
-
 def episodic_evaluation(
     classifier,
     F: np.ndarray,
@@ -93,38 +83,38 @@ def episodic_evaluation(
     n_jobs: int | None = None,
     progress=None,
 ) -> EpisodicEvaluation:
-    """Run episodes on features ``F`` and keep every query's prediction.
+    """:func:`fscc_sklearn.evaluate_episodes` on features ``F``, with the
+    confusion matrix of every query's prediction over all episodes.
 
-    Seeds are drawn as :func:`fscc_sklearn.evaluate_episodes` draws them, so
-    the accuracies are the same; ``progress.update(1)`` is called per episode.
+    ``progress.update(1)`` is called per episode.
     """
-    rng = check_random_state(random_state)
-    seeds = rng.randint(0, 2**31 - 1, size=n_episodes)
+    result = evaluate_episodes(
+        classifier,
+        F,
+        y,
+        n_way=n_way,
+        k_shot=k_shot,
+        n_query=n_query,
+        n_episodes=n_episodes,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        return_predictions=True,
+        progress=progress,
+    )
     y = np.asarray(y)
     classes = np.unique(y)
-    index = {c: i for i, c in enumerate(classes)}
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    accs = []
-    runs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_episode)(classifier, F, y, s, n_way, k_shot, n_query) for s in seeds
-    )
-    for query, pred in runs:
-        truth = y[query]
-        accs.append(float(np.mean(pred == truth)))
-        for t, p in zip(truth, pred, strict=True):
-            confusion[index[t], index[p]] += 1
-        if progress is not None:
-            progress.update(1)
-    accs = np.asarray(accs)
-    ci95 = 1.96 * accs.std(ddof=1) / np.sqrt(len(accs)) if len(accs) > 1 else np.nan
+    for query, pred in zip(result.queries, result.predictions, strict=True):
+        truth = np.searchsorted(classes, y[query])
+        np.add.at(confusion, (truth, np.searchsorted(classes, pred)), 1)
     return EpisodicEvaluation(
         n_way,
         k_shot,
         n_query,
-        float(accs.mean()),
-        float(ci95),
-        accs,
-        seeds,
+        result.mean,
+        result.ci95,
+        result.accuracies,
+        result.seeds,
         classes,
         confusion,
     )
@@ -157,8 +147,6 @@ def write_report(
     -------
     (report.md, report.html, results.json) paths
     """
-    from ..io._write import atomic_output
-
     folder = Path(folder)
     rows = [
         (

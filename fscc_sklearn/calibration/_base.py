@@ -1,0 +1,285 @@
+"""What the calibrated few-shot classifiers share: two modes, one linear predict path.
+
+A calibrated classifier is fitted either on base classes (``base=None``: it
+stores their statistics, fits softmax temperatures for later few-shot fits and
+classifies the base classes) or few-shot on a support set (``base`` given:
+it borrows those statistics). Either way it ends as a linear classifier on
+Tukey-transformed features, so ``decision_function`` and ``predict`` come from
+``coef_`` and ``intercept_`` (scikit-learn's ``LinearClassifierMixin``);
+subclasses only say how the base and few-shot fits find them.
+"""
+
+import warnings
+from dataclasses import replace
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import softmax
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..persistence._state import (
+    check_array,
+    check_value,
+    labels_from_json,
+    labels_to_json,
+    logistic_regression_from_state,
+    object_from_state,
+    object_state,
+)
+from ._statistics import BaseStatistics, tukey_transform
+from ._temperature import base_episode_temperatures, temperature_for_shots
+
+
+class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
+    """Shared base of the calibrated few-shot classifiers (not for direct use).
+
+    Subclasses define ``_stats_space`` (the feature space of their base
+    statistics: ``None`` for raw features, else a Tukey power), ``_fit_base``
+    and ``_fit_few_shot``; both fits end with :meth:`_set_linear`.
+    """
+
+    _parameter_constraints: dict = {
+        "base": "no_validation",  # checked in fit, with a clearer message
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "tukey_lambda": [Interval(Real, None, None, closed="neither")],
+        "calibrate_proba": [StrOptions({"base_episodes"}), None],
+        "random_state": ["random_state"],
+    }
+
+    @property
+    def _stats_space(self):
+        raise NotImplementedError
+
+    def _fit_base(self, Z, y, stats, rng):
+        """Fit the classifier of the base classes (``Z`` Tukey-transformed)."""
+        raise NotImplementedError
+
+    def _fit_few_shot(self, Z, y, y_idx, stats, rng):
+        """Fit the classifier of the support's classes (``Z`` Tukey-transformed)."""
+        raise NotImplementedError
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit base statistics (``base=None``) or the few-shot classifier."""
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes; got 1 class "
+                f"('{classes[0]}')."
+            )
+        rng = check_random_state(self.random_state)
+        Z = tukey_transform(X, self.tukey_lambda)
+        if self.base is None:
+            stats = self.base_statistics_ = BaseStatistics.from_features(
+                X, y, tukey_lambda=self._stats_space
+            )
+            self.classes_ = stats.classes
+            self._fit_base(Z, y, stats, rng)
+            self.temperature_ = 1.0
+            if self.calibrate_proba is not None:
+                self.base_statistics_ = replace(
+                    stats, proba_temperatures=self._base_temperatures(X, y, rng)
+                )
+            return self
+        stats = self.base_statistics_ = self._checked_base(X)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self.temperature_ = self._few_shot_temperature(stats, y_idx)
+        self._fit_few_shot(Z, y, y_idx, stats, rng)
+        return self
+
+    def _set_linear(self, coef, intercept, n_iter=None):
+        """Store a linear classifier; with 2 classes in scikit-learn's binary
+        form (one row, the second class's score minus the first's)."""
+        coef, intercept = np.asarray(coef), np.asarray(intercept)
+        if len(self.classes_) == 2 and len(coef) == 2:
+            coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
+        self.coef_, self.intercept_ = coef, intercept
+        self.n_iter_ = np.ones(1, dtype=int) if n_iter is None else n_iter
+
+    def _base_temperatures(self, X, y, rng):
+        """``(n_shot, temperature)`` pairs from pseudo-novel episodes of the
+        base classes (see :func:`base_episode_temperatures`)."""
+        seed = 0 if self.random_state is None else rng.randint(np.iinfo(np.int32).max)
+        _, y_idx = np.unique(y, return_inverse=True)
+
+        def make_classifier(X_rest, y_rest):
+            stats = BaseStatistics.from_features(
+                X_rest, y_rest, tukey_lambda=self._stats_space
+            )
+            k = min(self.k, len(stats.classes))
+            return clone(self).set_params(base=stats, k=k, calibrate_proba=None)
+
+        return base_episode_temperatures(
+            make_classifier, X, y_idx, self.k, np.random.RandomState(seed)
+        )
+
+    def _few_shot_temperature(self, stats, y_idx):
+        if self.calibrate_proba is None:
+            return 1.0
+        if not stats.proba_temperatures:
+            warnings.warn(
+                "The base statistics carry no probability temperatures (fitted "
+                "with calibrate_proba=None, on fewer than 3 base classes, or built "
+                "directly), so predict_proba gives the scores' uncalibrated, "
+                "over-confident softmax; pass calibrate_proba=None to say that "
+                "is intended.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return 1.0
+        n_shot = float(np.bincount(y_idx).mean())
+        return temperature_for_shots(stats.proba_temperatures, n_shot)
+
+    def _checked_base(self, X):
+        stats = as_base_statistics(self.base)
+        if X.shape[1] != stats.n_features:
+            raise ValueError(
+                f"Support features have {X.shape[1]} dimensions; the base "
+                f"statistics have {stats.n_features}."
+            )
+        if self.k > len(stats.classes):
+            raise ValueError(
+                f"k={self.k} exceeds the number of base classes ({len(stats.classes)})."
+            )
+        if stats.tukey_lambda != self._stats_space:
+            raise ValueError(
+                f"{type(self).__name__} needs base statistics of "
+                f"{_space_name(self._stats_space)}; these are of "
+                f"{_space_name(stats.tukey_lambda)}. Fit the base classifier with "
+                f"{type(self).__name__} and the same tukey_lambda."
+            )
+        return stats
+
+    def decision_function(self, X):
+        """Class scores of Tukey-transformed features (higher is more likely);
+        with 2 classes, the second class's score minus the first's."""
+        scores = self._validated(X) @ self.coef_.T + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, X):
+        """Class probabilities, columns ordered as ``classes_``: the softmax of
+        the scores divided by ``temperature_`` (see ``calibrate_proba``)."""
+        return softmax(self._logits(X) / self.temperature_)
+
+    def _logits(self, X):
+        """Scores of every class, ``(n_samples, n_classes)``, before the
+        temperature: ``predict_proba`` is their softmax divided by it."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:  # binary: sigmoid(s) is the softmax of (0, s)
+            return np.column_stack([np.zeros_like(scores), scores])
+        return scores
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return tukey_transform(X, self.tukey_lambda)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # Tukey power needs v >= 0
+        return tags
+
+    # --- safe model files (fscc_sklearn.persistence._state)
+
+    def _get_model_state(self):
+        """``(meta, arrays)``: classes, linear scores, temperature and the base
+        statistics (only a reference when they come from the ``base`` param)."""
+        check_is_fitted(self)
+        stats = self.base_statistics_
+        meta = {
+            "classes": labels_to_json(self.classes_),
+            "n_features_in": int(self.n_features_in_),
+            "temperature": float(self.temperature_),
+        }
+        if self.base is not None and as_base_statistics(self.base) is stats:
+            meta["base_statistics"] = "base"  # saved once, as the param
+            arrays = {}
+        else:
+            meta["base_statistics"], arrays = object_state(stats, "base_statistics_/")
+        if hasattr(self, "support_scatter_"):  # may be inf: an array, not JSON
+            arrays["support_scatter"] = np.asarray(self.support_scatter_, np.float64)
+        arrays.update(
+            coef=np.asarray(self.coef_, dtype=np.float64),
+            intercept=np.asarray(self.intercept_, dtype=np.float64),
+            n_iter=np.asarray(self.n_iter_, dtype=np.int64),
+        )
+        return meta, arrays
+
+    @classmethod
+    def _from_model_state(cls, params, meta, arrays, *, device="cpu"):
+        """The fitted classifier of :meth:`_get_model_state`, every value checked.
+
+        Also reads what version-1 files hold: no temperature (1), two rows of
+        scores for 2 classes, or the paper recipe's logistic regression
+        (``meta["logreg"]``, whose coefficients are kept).
+        """
+        clf = cls(**params)
+        clf.classes_ = labels_from_json(meta["classes"])
+        m = clf.n_features_in_ = check_value(meta, "n_features_in", "int", low=1)
+        entry = meta["base_statistics"]
+        if entry == "base":
+            if params.get("base") is None:
+                raise ValueError("base_statistics refers to a missing base parameter.")
+            stats = as_base_statistics(params["base"])
+        else:
+            stats = object_from_state(entry, arrays, "base_statistics_/")
+        if not isinstance(stats, BaseStatistics) or stats.n_features != m:
+            raise ValueError(f"the base statistics do not have {m} features.")
+        clf.base_statistics_ = stats
+        clf.temperature_ = check_value(meta, "temperature", "float", default=1.0)
+        if not clf.temperature_ > 0:
+            raise ValueError(f"temperature must be > 0; got {clf.temperature_}.")
+        if "support_scatter" in arrays:
+            scatter = check_array(arrays, "support_scatter", shape=(), finite=False)
+            if not scatter >= 0:  # inf: the support's scatter was not used
+                raise ValueError(f"support_scatter must be >= 0; got {scatter}.")
+            clf.support_scatter_ = float(scatter)
+        n_classes = len(clf.classes_)
+        if "logreg" in meta:
+            lr = logistic_regression_from_state(meta["logreg"], arrays, n_features=m)
+            if list(lr.classes_) != list(clf.classes_):
+                raise ValueError("logistic-regression classes differ from classes.")
+            clf._set_linear(lr.coef_, lr.intercept_, lr.n_iter_)
+            return clf
+        rows = 1 if n_classes == 2 else n_classes
+        coef = check_array(arrays, "coef", shape=(None, m))
+        if len(coef) not in (rows, n_classes):
+            raise ValueError(
+                f"tensor 'coef' has {len(coef)} rows; {n_classes} classes need {rows}."
+            )
+        intercept = check_array(arrays, "intercept", shape=(len(coef),))
+        n_iter = check_array(arrays, "n_iter", shape=(1,), kinds="iu")
+        clf._set_linear(coef, intercept, n_iter)
+        return clf
+
+
+def _space_name(tukey_lambda):
+    if tukey_lambda is None:
+        return "raw features"
+    return f"Tukey space (lambda={tukey_lambda})"
+
+
+def as_base_statistics(base):
+    """The :class:`BaseStatistics` behind ``base`` (statistics or a fitted
+    calibrated classifier)."""
+    if isinstance(base, BaseStatistics):
+        return base
+    if isinstance(base, CalibratedClassifierBase):
+        if not hasattr(base, "base_statistics_"):
+            raise ValueError(
+                f"base is an unfitted {type(base).__name__}; fit it on the base "
+                "classes first (or pass its base_statistics_)."
+            )
+        return base.base_statistics_
+    raise TypeError(
+        "base must be None, a BaseStatistics or a fitted calibrated classifier "
+        "(CalibratedFewShotClassifier, DistributionCalibrationClassifier); got "
+        f"{type(base).__name__}."
+    )
