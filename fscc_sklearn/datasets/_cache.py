@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io._write import atomic_output
+from ..io._atomic import atomic_output
 
 __all__ = ["get_data_home"]
 

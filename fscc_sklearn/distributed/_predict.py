@@ -13,8 +13,12 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from ..io import ParticleTable, extract_subtomograms, read_particle_list
-from ..io import write_predictions as _write_predictions
+from ..io import (
+    ParticleTable,
+    extract_subtomograms,
+    read_particle_list,
+    write_predictions,
+)
 from ._client import dask_client, set_worker_threads
 
 __all__ = [
@@ -311,16 +315,18 @@ def predict_particles_distributed(
         :func:`~fscc_sklearn.adapt`.
     jobs : iterable of ParticleJob or (tomogram, particles[, name]) tuples
     output : str or path-like, optional
-        ``.csv`` or ``.star`` file for all predictions (one table, with a
-        tomogram column), written by :func:`~fscc_sklearn.io.write_predictions`.
-        Checked before any work starts.
+        ``.csv`` or ``.star`` file for all predictions: the package's one
+        prediction table (:func:`~fscc_sklearn.io.write_predictions`, as
+        ``fscc predict`` writes it), with a tomogram column. Checked before any
+        work starts.
     scheduler : str, distributed.Client or None, default=None
         Dask scheduler address (e.g. ``"tcp://10.0.0.5:8786"``) or client; None
         runs locally without Dask.
     box : int, optional
         Box edge in voxels; default: the model's training box.
     probabilities : bool, default=True
-        Also compute ``predict_proba`` (written as ``proba_<class>`` columns).
+        Also compute ``predict_proba`` (written as ``probability`` and
+        ``proba_<class>`` columns).
     border, pad_value
         Handling of boxes crossing the tomogram border, as in
         :func:`~fscc_sklearn.io.extract_subtomograms`.
@@ -365,7 +371,7 @@ def predict_particles_distributed(
     )
     classes = np.asarray(model.classes_) if probabilities else None
     if output is not None:
-        _write_predictions(
+        write_predictions(
             output,
             res["coords"],
             res["outputs"],
