@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_info  # noqa: F401 (used by the other scripts)
 from joblib import Parallel, delayed
 
 HERE = Path(__file__).parent
@@ -299,32 +298,6 @@ def paired_cell(a, b) -> str:
     d, c = paired(a, b)
     flag = " **(worse)**" if d + c < 0 else ""
     return f"{d:+.3f} ± {c:.3f}{flag}"
-
-
-def machine_info() -> dict:
-    import scipy
-    import sklearn
-    import torch
-    from threadpoolctl import threadpool_info
-
-    import fscc_sklearn
-
-    return {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "torch": torch.__version__,
-        "fscc_sklearn": fscc_sklearn.__version__,
-        "blas": [
-            {k: i.get(k) for k in ("internal_api", "num_threads", "version")}
-            for i in threadpool_info()
-        ],
-        "loadavg_start": os.getloadavg(),
-    }
 
 
 PRIORITY = ("paper", "large_novel", "random0", "small_novel", "random1")

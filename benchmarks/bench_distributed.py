@@ -18,22 +18,17 @@ import argparse
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import dask
-import distributed
 import mrcfile
 import numpy as np
-import skorch
 import torch
+from _machine import machine_info
 from distributed import Client, LocalCluster
 from sklearn.base import BaseEstimator
 
-import fscc_sklearn
 from fscc_sklearn import Conv6Embedder
 from fscc_sklearn.datasets._toy import make_toy_volumes
 from fscc_sklearn.distributed import (
@@ -55,35 +50,6 @@ class NoWork(BaseEstimator):
 
     def transform(self, X):
         return np.zeros((len(X), 1), dtype=np.float32)
-
-
-def machine_info() -> dict:
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in fh
-                    if ln.startswith("model name")
-                ),
-                "",
-            )
-    except OSError:
-        pass
-    return {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "skorch": skorch.__version__,
-        "dask": dask.__version__,
-        "distributed": distributed.__version__,
-        "fscc_sklearn": fscc_sklearn.__version__,
-    }
 
 
 def make_job(root: Path, n_particles: int, box: int, rng) -> ParticleJob:
@@ -209,7 +175,7 @@ def main():
             )
 
     results.update(
-        machine=machine_info(),
+        machine=machine_info(packages=("dask", "distributed")),
         load_average_before=load_before,
         load_average_after=os.getloadavg(),
         parameters=dict(

@@ -17,10 +17,8 @@ Run: python benchmarks/bench_embedding.py [--quick] [--threads 2] [--compile]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -28,15 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import sklearn
-import skorch
 import torch
+from _machine import load_at_start, machine_info
 
-import fscc_sklearn
 import fscc_sklearn.embedding._embedder as embedder_mod
 from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder, evaluate_episodes
 from fscc_sklearn.datasets._toy import make_toy_volumes
@@ -59,42 +54,6 @@ def conv6_gflop(width: int = 64, box: int = BOX) -> float:
         if any(isinstance(m, torch.nn.MaxPool3d) for m in block):
             side //= 2
     return flop / 1e9
-
-
-def machine_info(threads: int) -> dict:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "skorch": skorch.__version__,
-        "fscc_sklearn": fscc_sklearn.__version__,
-        "torch_threads": threads,
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "mkldnn": torch.backends.mkldnn.is_available(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "env": {
-            k: os.environ.get(k)
-            for k in (
-                "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS",
-                "MALLOC_MMAP_MAX_",
-                "MALLOC_TRIM_THRESHOLD_",
-                "OMP_WAIT_POLICY",
-            )
-        },
-        "load_average_at_start": list(os.getloadavg()),
-    }
 
 
 def matmul_ceiling(repeats: int) -> dict:
@@ -487,7 +446,7 @@ def write_markdown(res: dict, path: Path) -> None:
         "",
         f"{m['date_utc']}, {m['cpu']} ({m['cpu_count']} CPUs, {m['cpu_capability']}),"
         f" torch {m['torch']}, numpy {m['numpy']}, {m['torch_threads']} threads. "
-        f"Load average at start {m['load_average_at_start'][0]:.1f} "
+        f"Load average at start {load_at_start(m):.1f} "
         "(the machine is shared; every figure is a median of "
         f"{res['params']['repeats']} repeats and carries the 1-minute load).",
         "",
@@ -590,7 +549,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     gflop = conv6_gflop()
     res = {
-        "machine": machine_info(args.threads),
+        "machine": machine_info(threads=args.threads),
         "params": {
             "n": n,
             "repeats": repeats,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import bench_calibration as bc
 import numpy as np
 import train_general as tg
+from _machine import machine_line
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = tg.CACHE / "eval"
@@ -233,7 +233,7 @@ def main(argv=None):
     training = json.loads((RESULTS / "general_training.json").read_text())
     record = dict(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        machine=machine_line(),
         seed=bc.SEED,
         episodes=args.episodes,
         wall_seconds=round(time.time() - t_start),

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +36,7 @@ from pathlib import Path
 import bench_calibration as bc
 import numpy as np
 import train_general as tg
+from _machine import machine_line
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = tg.CACHE / "supcon"
@@ -153,7 +153,7 @@ def main(argv=None):
         width=tg.WIDTH,
         stream=tg.STREAM,
         episodes=args.episodes,
-        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        machine=machine_line(),
         variants={},
     )
     out_json = RESULTS / "general_supcon.json"

@@ -18,12 +18,9 @@ Results: ``benchmarks/results/paper.json``, ``paper.md`` and ``paper.png``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _machine import machine_info  # noqa: E402
 from _paper_report import render_markdown, save_plot  # noqa: E402
 
 # Paper numbers (Gao et al. 2022, Tables 2 and 4), accuracy in %.
@@ -393,49 +391,10 @@ def evaluate_job(job, data, meta, cfg, args, log):
 
 
 def environment(args):
-    import scipy
-    import sklearn
-    import torch
-
-    import fscc_sklearn
-
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = [
-            {k: i.get(k) for k in ("internal_api", "num_threads")}
-            for i in threadpool_info()
-        ]
-    except ImportError:  # pragma: no cover
-        blas = None
-    try:
-        git = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        git = None
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git": git,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": {
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "scikit-learn": sklearn.__version__,
-            "torch": torch.__version__,
-            "fscc_sklearn": fscc_sklearn.__version__,
-        },
-        "torch_threads": args.threads,
-        "blas": blas,
-        "loadavg_start": list(os.getloadavg()),
-    }
+    info = machine_info(threads=args.threads, packages=("torch",))
+    versions = ("numpy", "scipy", "scikit-learn", "torch", "fscc_sklearn")
+    versions = {k: info.pop(k) for k in versions}
+    return {"date": info.pop("date_utc"), **info, "versions": versions}
 
 
 def main(argv=None):

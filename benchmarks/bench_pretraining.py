@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_embedding import conv6_gflop, machine_info, matmul_ceiling  # noqa: E402
+from _machine import load_at_start, machine_info  # noqa: E402
+from bench_embedding import conv6_gflop, matmul_ceiling  # noqa: E402
 
 from fscc_sklearn import Conv6Embedder  # noqa: E402
 from fscc_sklearn.datasets._toy import make_toy_volumes  # noqa: E402
@@ -119,7 +120,7 @@ def main(argv=None) -> None:
     gflop = training_gflop()
     n = 10 * n_per_class
     res = {
-        "machine": machine_info(args.threads),
+        "machine": machine_info(threads=args.threads),
         "params": {
             "n": n,
             "n_classes": 10,
@@ -171,7 +172,7 @@ def main(argv=None) -> None:
         "# Pre-training benchmark (`Conv6Embedder.fit`)",
         "",
         f"{m['date_utc']}, {m['cpu']}, torch {m['torch']}, {args.threads} threads, "
-        f"load average at start {m['load_average_at_start'][0]:.1f} (shared machine)."
+        f"load average at start {load_at_start(m):.1f} (shared machine)."
         f" {n} toy subtomograms 32^3 in 10 classes, width 64, batch {BATCH} "
         f"unless named (class-balanced), {epochs} epochs, CE + 0.05 SupCon, "
         "Adam lr 1e-3. `tune_malloc()` (never trim) unless named.",

@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import scipy
-import sklearn
+from _machine import load_at_start, machine_info
 from threadpoolctl import threadpool_limits
 
-import fscc_sklearn
 from fscc_sklearn.datasets import (
     SHREC21_CLASSES,
     SHREC21_REFERENCE_STATS,
@@ -34,34 +28,6 @@ from fscc_sklearn.datasets import (
 
 RESULTS = Path(__file__).parent / "results"
 SEED = 0
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "fscc_sklearn": fscc_sklearn.__version__,
-        # Other jobs on the machine slow the throughput figures down.
-        "load_average_at_start": list(os.getloadavg()),
-    }
 
 
 def throughput(n_per_class: int, n_jobs: int, repeats: int) -> dict:
@@ -127,7 +93,7 @@ def markdown(res: dict) -> str:
         f"{m['date_utc']} · {m['cpu']} · {m['affinity']} usable cores · Python "
         f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn "
         f"{m['scikit-learn']}, fscc_sklearn {m['fscc_sklearn']} · seed {SEED} · "
-        f"load average at start {m['load_average_at_start'][0]:.2f} (other jobs "
+        f"load average at start {load_at_start(m):.2f} (other jobs "
         "running on the same cores lower the throughput).",
         "",
         "## Throughput (13 SHREC'21 classes, 32^3, SNR 0.05, noise included)",

@@ -18,8 +18,6 @@ import argparse
 import collections
 import io
 import json
-import os
-import platform
 import struct
 import sys
 import tempfile
@@ -39,6 +37,9 @@ from fscc_sklearn.io import (
     read_subtomograms,
     read_voxel_size,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import load_at_start, machine_info  # noqa: E402
 
 #: Exceptions that count as a clean, user-facing error.
 CLEAN_ERRORS = (ValueError, FileNotFoundError, MemoryError)
@@ -388,16 +389,8 @@ def fuzz(n_examples: int = 200, random_seed: int = 0, targets=None) -> dict:
 
 
 def _environment(threads_note: str) -> dict:
-    import hypothesis
-
     return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "numpy": np.__version__,
-        "mrcfile": mrcfile.__version__,
-        "hypothesis": hypothesis.__version__,
-        "cpu_count": os.cpu_count(),
-        "loadavg": os.getloadavg(),
+        **machine_info(packages=("mrcfile", "hypothesis")),
         "threads": threads_note,
     }
 
@@ -409,7 +402,7 @@ def _markdown(result: dict) -> str:
     out.write(
         f"`python benchmarks/fuzz_readers.py --examples {params['examples']} "
         f"--seed {params['seed']}` (hypothesis {env['hypothesis']}, "
-        f"{result['seconds']:.0f} s, load average {env['loadavg'][0]:.1f}).\n\n"
+        f"{result['seconds']:.0f} s, load average {load_at_start(env):.1f}).\n\n"
     )
     out.write("| target | inputs | reader calls | ok | ok + warning | clean error "
               "| unexpected |\n|---|---|---|---|---|---|---|\n")  # fmt: skip

@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_line
 
 HERE = Path(__file__).parent
 CACHE = HERE / ".cache" / "general"
@@ -170,7 +170,7 @@ def train_stage(stage: str, epochs: int | None = None):
         initial_weights=initial,
         torch_threads=torch.get_num_threads(),
         loadavg_end=os.getloadavg()[0],
-        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        machine=machine_line(),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     save_model(model, out, metadata={"training": json.dumps(info)})
