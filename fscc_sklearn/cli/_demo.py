@@ -57,10 +57,11 @@ def cmd_demo(args):
         _say(args, "using the shipped general model (no pre-training; see --pretrain)")
     else:
         _note(args, "pre-training Conv-6 on the base classes ...")
-        if args.recipe is None:
-            for option, value in DEMO_TRAINING.items():
-                if getattr(args, option) is None:
-                    setattr(args, option, value)
+        for option, value in DEMO_TRAINING.items():
+            # a recipe sets the schedule; the demo's small width stays
+            recipe_sets = args.recipe is not None and option != "width"
+            if getattr(args, option) is None and not recipe_sets:
+                setattr(args, option, value)
         pipe, t_train = _train(args, data.X_base, data.y_base)
         hist = pipe.named_steps["embed"].history
         _say(

@@ -143,7 +143,7 @@ def _resample_arg(sub):
 _RECIPES = ("paper", "transfer")
 
 # the demo's own training settings, for a run of a few minutes: applied by
-# ``fscc demo --pretrain`` to the options not given, unless --recipe is given
+# ``fscc demo --pretrain`` to the options not given (with --recipe: the width)
 DEMO_TRAINING = {"epochs": 10, "width": 16, "batch_size": 128}
 
 
@@ -152,6 +152,8 @@ def _training_args(sub, *, demo: bool = False):
     its own, for a few-minute run)."""
 
     def default(name):
+        if demo and name == "width":
+            return f"default {DEMO_TRAINING[name]}"
         if demo and name in DEMO_TRAINING:
             return f"default {DEMO_TRAINING[name]} without --recipe"
         return "default: Conv6Embedder's"

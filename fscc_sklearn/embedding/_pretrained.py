@@ -6,8 +6,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from ..model_selection import freeze
-from ..persistence._model_file import _unwrap, load_model
+from ..model_selection import freeze, unfreeze
+from ..persistence._model_file import load_model
 from ._embedder import Conv6Embedder
 
 __all__ = ["embedder_from", "pretrained_embedder", "pretrained_model"]
@@ -52,7 +52,7 @@ def pretrained_model(name: str = "general", *, device: str = "cpu"):
     """
     model = load_model(pretrained_path(name), device=device)
     model.steps = [
-        (step, freeze(est) if isinstance(_unwrap(est)[0], Conv6Embedder) else est)
+        (step, freeze(est) if isinstance(unfreeze(est), Conv6Embedder) else est)
         for step, est in model.steps
     ]
     return model
@@ -86,7 +86,7 @@ def embedder_from(source, *, device: str = "cpu") -> Conv6Embedder:
             f"a model file; got {type(source).__name__}."
         )
     for _, step in load_model(source, device=device).steps:
-        est = _unwrap(step)[0]
+        est = unfreeze(step)
         if isinstance(est, Conv6Embedder):
             return est
     raise ValueError(f"{source} holds no Conv6Embedder.")  # pragma: no cover

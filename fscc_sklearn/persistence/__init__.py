@@ -1,6 +1,7 @@
 """Model files: safe safetensors files by default, joblib/pickle only on request."""
 
 from ._model_file import (
+    ModelInputError,
     UnsafeModelFileWarning,
     check_model_input,
     load_model,
@@ -9,6 +10,7 @@ from ._model_file import (
 )
 
 __all__ = [
+    "ModelInputError",
     "UnsafeModelFileWarning",
     "check_model_input",
     "load_model",

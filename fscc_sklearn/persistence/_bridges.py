@@ -66,7 +66,6 @@ _EMBEDDER_SKIP = frozenset(
         "iterator_valid",
         "dataset",
         "torch_load_kwargs",
-        "progress",
     }
 )
 _MODULE = "module."
@@ -203,7 +202,9 @@ def _stats_from_state(cls, params, meta, arrays, *, device="cpu"):
         ),
         counts=check_array(arrays, "counts", shape=(n,), dtype="int64"),
         tukey_lambda=check_value(meta, "tukey_lambda", "float", none=True),
-        proba_temperatures=temperatures_from_json(meta["proba_temperatures"]),
+        proba_temperatures=temperatures_from_json(
+            check_value(meta, "proba_temperatures", "list", default=[])
+        ),
     )
 
 
@@ -230,9 +231,10 @@ def _clf_state(clf):
         entry, sub = object_state(stats, "base_statistics_/")
         meta["base_statistics"] = entry
         arrays.update(sub)
-    for name in ("temperature_", "support_scatter_"):
-        if hasattr(clf, name):
-            meta[name.rstrip("_")] = float(getattr(clf, name))
+    if hasattr(clf, "temperature_"):
+        meta["temperature"] = float(clf.temperature_)
+    if hasattr(clf, "support_scatter_"):  # inf: no scatter used (not JSON)
+        arrays["support_scatter"] = np.asarray(clf.support_scatter_, dtype=np.float64)
     for name in ("coef_", "intercept_", "n_iter_"):
         if hasattr(clf, name):
             arrays[name.rstrip("_")] = np.asarray(getattr(clf, name))
@@ -260,9 +262,13 @@ def _clf_from_state(cls, params, meta, arrays, *, device="cpu"):
     clf.base_statistics_ = stats
     clf.classes_ = classes
     clf.n_features_in_ = m
-    for name in ("temperature", "support_scatter"):
-        if name in meta:
-            setattr(clf, name + "_", check_value(meta, name, "float", low=0))
+    if "temperature" in meta:
+        clf.temperature_ = check_value(meta, "temperature", "float", low=0)
+    if "support_scatter" in arrays:
+        scatter = check_array(arrays, "support_scatter", shape=(), finite=False)
+        if not scatter >= 0:
+            raise ValueError(f"support_scatter {scatter} is not >= 0.")
+        clf.support_scatter_ = float(scatter)
     if "coef" in arrays:
         coef = check_array(arrays, "coef", shape=(None, m))
         if len(coef) not in (rows, len(classes)):

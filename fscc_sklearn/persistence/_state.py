@@ -27,7 +27,8 @@ stored under ``"<step>/"``. ``params`` are ``get_params(deep=False)``:
   saved through the same protocol into ``objects``, its arrays under
   ``"<step>/<param>/"``;
 - a param left at its constructor default object (a class such as the default
-  ``module``) is not stored, nor one the class lists in
+  ``module``) is not stored, nor a function (a progress callback), nor one
+  the class lists in
   ``_model_state_skip_params`` (the torch device, callbacks: how to run, not
   what was learnt); any other value cannot be stored safely (ValueError:
   use joblib).
@@ -393,6 +394,8 @@ def object_state(obj, prefix: str = "") -> tuple[dict, dict[str, np.ndarray]]:
             arrays.update(sub)
         elif value is _default_of(cls, name):
             continue  # e.g. the default module class: rebuilt as the default
+        elif callable(value) and not isinstance(value, type):
+            continue  # a hook such as a progress callback: how to run, not state
         else:
             raise ValueError(
                 f"{cls.__name__} {name}={value!r:.80} cannot be stored in the safe "
