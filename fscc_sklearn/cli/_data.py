@@ -7,11 +7,10 @@ import contextlib
 import re
 
 import numpy as np
-from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import Pipeline
 
 from .._progress import bars_enabled, progress_bar
 from ..io import ParticleListFormatError, read_particle_list
+from ..model_selection import unfreeze
 from ..persistence._model_file import check_model_input, load_model
 from ..report.plotting import matplotlib_available
 from ._common import UserError, _note, _warn
@@ -241,7 +240,7 @@ def _embed(args, pipe, X):
 @contextlib.contextmanager
 def _progress_of(pipe, show: bool):
     """Set the ``progress`` parameter of the pipeline's steps that have one."""
-    steps = [s for _, s in _unfrozen(pipe).steps]
+    steps = [s for _, s in unfreeze(pipe).steps]
     steps = [s for s in steps if "progress" in s.get_params(deep=False)]
     before = [s.progress for s in steps]
     for s in steps:
@@ -260,13 +259,3 @@ def _plots_available(args) -> bool:
         args, "no plots: matplotlib is not installed (pip install 'fscc-sklearn[plot]')"
     )
     return False
-
-
-def _unfrozen(model):
-    """The pipeline with FrozenEstimator wrappers removed (the same step objects)."""
-    steps = []
-    for name, step in model.steps:
-        while isinstance(step, FrozenEstimator):
-            step = step.estimator
-        steps.append((name, step))
-    return Pipeline(steps)

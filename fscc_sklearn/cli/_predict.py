@@ -7,7 +7,7 @@ import numpy as np
 from ..distributed import ParticleJob, predict_particles_distributed
 from ..embedding._pretrained import pretrained_path
 from ..io import read_voxel_size, write_predictions
-from ..model_selection import adapt
+from ..model_selection import adapt, unfreeze
 from ..persistence._model_file import save_model
 from ._common import (
     UserError,
@@ -25,7 +25,6 @@ from ._data import (
     _load_model,
     _particle_table,
     _read_data,
-    _unfrozen,
 )
 from ._inputs import particle_names, volume_digests
 
@@ -55,7 +54,7 @@ def cmd_adapt(args):
     overlap = sorted(set(data.y.tolist()) & {str(c) for c in base})
     if overlap:
         _warn(args, f"{overlap} are base classes of this model")
-    model = _unfrozen(model)
+    model = unfreeze(model)
     if args.k is not None:
         model.set_params(clf__k=args.k)
     adapted = adapt(model, data.X, data.y)

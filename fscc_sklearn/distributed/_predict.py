@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
@@ -19,6 +18,7 @@ from ..io import (
     read_particle_list,
     write_predictions,
 )
+from ..model_selection import unfreeze
 from ._client import dask_client, set_worker_threads
 
 __all__ = [
@@ -140,14 +140,10 @@ def _job_name(job: ParticleJob, j) -> str:
     return f"tomogram_{j}"
 
 
-def _unwrap(step):
-    return step.estimator if isinstance(step, FrozenEstimator) else step
-
-
 def model_box(model) -> int:
     """Box size of the subtomograms ``model`` was fitted on (from ``input_shape_``)."""
     steps = [s for _, s in model.steps] if isinstance(model, Pipeline) else [model]
-    for step in map(_unwrap, steps):
+    for step in map(unfreeze, steps):
         shape = getattr(step, "input_shape_", None)
         if shape is not None:
             side = set(shape[-3:])
