@@ -583,6 +583,38 @@ def test_recipe_choices_are_the_library_recipes():
     assert sorted(_RECIPES) == sorted(library)
 
 
+def test_embedding_is_one_transform_with_the_embedders_own_bar(monkeypatch):
+    from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import Pipeline
+
+    from fscc_sklearn.cli._data import _embed
+
+    class Recorder(TransformerMixin, BaseEstimator):
+        def __init__(self, progress=False):
+            self.progress = progress
+
+        def fit(self, X, y=None):
+            self.calls_ = []
+            return self
+
+        def transform(self, X):
+            self.calls_.append((len(X), self.progress))
+            return np.asarray(X)[:, :2]
+
+    X = np.arange(700 * 3, dtype=float).reshape(700, 3)
+    inner = Recorder().fit(X)
+    pipe = Pipeline([("embed", FrozenEstimator(inner)), ("clf", "passthrough")])
+    args = build_parser().parse_args(["evaluate", "m", "d"])
+    monkeypatch.setattr("fscc_sklearn.cli._data.bars_enabled", lambda quiet: True)
+    F = _embed(args, pipe, X)
+    # the embedder batches X itself: no chunks of 256 on top, and the bar is the
+    # embedder's (its progress parameter is set for the call, then restored)
+    np.testing.assert_array_equal(F, X[:, :2])
+    assert inner.calls_ == [(700, True)]
+    assert inner.progress is False
+
+
 def test_training_at_chance_is_warned(work, tmp_path, capsys):
     code, out, err = run(
         capsys,

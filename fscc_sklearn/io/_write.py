@@ -7,15 +7,13 @@ import csv
 import io
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 
-from ._atomic import _new_temporary, atomic_output
+from ._atomic import atomic_output
 from ._mrc import MRC_SUFFIXES
 from ._particles import ANGLE_CONVENTIONS, ParticleTable
 
@@ -29,16 +27,6 @@ __all__ = [
 _TABLE_FORMATS = ("csv", "star")
 _STAR_XYZ = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
 _STAR_RESERVED = re.compile(r"^(data_|loop_|save_|global_|stop_|[_#$;'\"])", re.I)
-
-
-def __getattr__(name: str):
-    # persistence used this module-level mode before atomic_output applied it
-    # itself; computed on use (never at import) by creating a probe file
-    if name == "_FILE_MODE":
-        with tempfile.TemporaryDirectory() as folder:
-            probe = _new_temporary(Path(folder) / "probe")
-            return stat.S_IMODE(probe.stat().st_mode)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _write_mrc(path: Path, data: np.ndarray, voxel_size: float | None, overwrite: bool):
