@@ -162,6 +162,10 @@ def _classifier(c, tensors):
     if c["logreg"] is not None:
         meta["logreg"] = c["logreg"]
         _move(tensors, "clf.logreg.", f"{name}{_SEP}logreg.")
+        # v1 also stored the regression's coef_/intercept_/n_iter_ as the
+        # classifier's own: copies of the same arrays, read from the regression
+        for key in ("coef", "intercept", "n_iter"):
+            tensors.pop(f"{name}{_SEP}{key}", None)
     params = dict(c["params"]) if isinstance(c["params"], dict) else c["params"]
     # version 1 had one class whose ``method`` chose the recipe; each recipe is
     # now its own class with only its own parameters
