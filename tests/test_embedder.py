@@ -349,3 +349,34 @@ def test_set_output_pandas_names_the_feature_columns(toy_data, fitted_48):
     assert list(emb.get_feature_names_out()) == list(frame.columns)
     np.testing.assert_array_equal(frame.to_numpy(), fitted_48.transform(X[:3]))
     assert clone(emb).set_output(transform="default").get_params()["device"] == "auto"
+
+
+def test_model_state_round_trip_and_checks(toy_data, fitted_48):
+    import json
+
+    X = toy_data[0]
+    emb = fitted_48
+    meta, arrays = emb._get_model_state()
+    json.dumps(meta)  # JSON-able
+    assert meta["input_shape"] == [1, 16, 16, 16]
+    assert len(meta["history"]) == len(emb.history)
+    assert "batches" not in meta["history"][0]
+    weights = [a for k, a in arrays.items() if "num_batches" not in k]
+    assert weights and all(a.dtype == np.float32 for a in weights)
+    params = {"module__width": 8, "batch_size": 48, "random_state": 0}
+    loaded = Conv6Embedder._from_model_state(params, meta, arrays)
+    np.testing.assert_allclose(loaded.transform(X[:5]), emb.transform(X[:5]), atol=1e-6)
+    assert loaded.get_params()["device"] == "cpu" and loaded.device_ == "cpu"
+    assert loaded.classes_.tolist() == emb.classes_.tolist()
+
+    key = next(k for k in arrays if k.endswith("weight"))
+    bad = [
+        ({**meta, "input_shape": [1, 16, 16]}, arrays, "input_shape"),
+        ({**meta, "history": [{"a": [1]}]}, arrays, "history"),
+        (meta, {**arrays, key: arrays[key].astype(np.float64)}, key),
+        (meta, {k: v for k, v in arrays.items() if k != key}, "missing"),
+        (meta, {**arrays, key: np.full_like(arrays[key], np.nan)}, "non-finite"),
+    ]
+    for m, a, match in bad:
+        with pytest.raises(ValueError, match=match):
+            Conv6Embedder._from_model_state(params, m, a)

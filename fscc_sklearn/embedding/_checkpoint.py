@@ -264,6 +264,26 @@ def _check_fingerprint(saved: dict, current: dict, path: Path) -> None:
         )
 
 
+def sampler_of(iterator, required=True):
+    """What holds the batch order of a training iterator, and its state.
+
+    A :class:`~fscc_sklearn.embedding._stream_loader.StreamLoader` itself, or
+    the batch sampler of a DataLoader (e.g.
+    :class:`~fscc_sklearn.nn.ClassBalancedBatchSampler`): whichever has
+    ``state_dict``/``load_state_dict``. None (or TypeError if ``required``)
+    for other iterators.
+    """
+    for candidate in (iterator, getattr(iterator, "batch_sampler", None)):
+        if hasattr(candidate, "state_dict") and hasattr(candidate, "load_state_dict"):
+            return candidate
+    if required:
+        raise TypeError(
+            "Resuming needs a training iterator whose batch sampler has "
+            f"state_dict/load_state_dict; got {type(iterator).__name__}."
+        )
+    return None
+
+
 def _to(state, device):
     """Move the tensors of a (nested) state dict to ``device``."""
     if isinstance(state, torch.Tensor):

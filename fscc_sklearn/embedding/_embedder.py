@@ -1,32 +1,31 @@
 """Conv6Embedder: pre-trains Conv-6 with CE + SupCon, maps subtomograms to features."""
 
-import contextlib
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from skorch import NeuralNet
 from skorch.callbacks import PassthroughScoring
 from skorch.utils import to_tensor
 
-from .._progress import progress_bar, visible
-from .._validation import (
-    check_class_counts,
-    check_volume_shape,
-    check_volumes,
-    raise_non_finite,
-)
-from ..datasets import SubtomogramStream
-from ..nn import CESupConLoss, ClassBalancedBatchSampler, Conv6, fuse_for_inference
-from ..nn._augment import WedgeSafeAugment
+from .._progress import visible
+from .._validation import check_volume_shape
+from ..nn import CESupConLoss, ClassBalancedBatchSampler, Conv6
+from ..persistence._state import register_saveable
 from . import _runtime
 from ._callbacks import PreciseBatchNorm, WarmupCosineLR, _TrainAccuracy
-from ._checkpoint import AtomicCheckpoint
+from ._checkpoint import AtomicCheckpoint, sampler_of
+from ._data import augmenter, check_training_params, training_data
+from ._runtime import resolve_device
 from ._stream_loader import StreamDataset, StreamLoader
+from ._weights import (
+    SKIPPED_PARAMS,
+    from_model_state,
+    load_initial_weights,
+    model_state,
+)
 
 # CPU forward passes run on slices of this many subtomograms: the activations of
 # the first block (8 MB per 32^3 subtomogram at width 64) then stay in cache and
@@ -34,13 +33,7 @@ from ._stream_loader import StreamDataset, StreamLoader
 _CPU_MICRO_BATCH = 4
 
 
-def resolve_device(device):
-    """Map ``"auto"`` to ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
+@register_saveable
 class Conv6Embedder(TransformerMixin, NeuralNet):
     """Pre-train Conv-6 on base classes with ``CE + sup_con_weight * SupCon``.
 
@@ -228,7 +221,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
 
     def initialize(self):
         self.device_ = resolve_device(self.device)
-        self._check_speed_params()
+        _runtime.check_speed_params(self)
         rng = check_random_state(self.random_state)
         # a third draw leaves the first two (and older results) unchanged
         torch_seed, sampler_seed, augment_seed = rng.randint(0, 2**31 - 1, size=3)
@@ -247,7 +240,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         kwargs.setdefault("volume_size", self.input_shape_[-1])
         self.module_ = self.initialized_instance(self.module, kwargs)
         if self.initial_weights is not None:
-            self._load_initial_weights()
+            # imported here: _pretrained reads model files, which build this class
+            from ._pretrained import embedder_from
+
+            source = embedder_from(self.initial_weights).module_
+            load_initial_weights(self, source)
         self.module_ = self.module_.to(self.device_)
         if self._training_channels_last:
             self.module_ = self.module_.to(memory_format=torch.channels_last_3d)
@@ -258,49 +255,15 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
     # them, and "auto" is no torch device: let it see the device chosen while it
     # does, and give the parameter back unchanged
     def _initialize_module(self, reason=None):
-        with _torch_device(self):
+        with _runtime.skorch_device(self):
             return super()._initialize_module(reason)
 
     def _initialize_criterion(self, reason=None):
-        with _torch_device(self):
+        with _runtime.skorch_device(self):
             return super()._initialize_criterion(reason)
 
-    def _load_initial_weights(self):
-        """Start from another model's weights: all but the class layer ``fc``."""
-        # imported here: persistence and pretrained build on this module
-        from ._pretrained import embedder_from
-
-        source = embedder_from(self.initial_weights).module_.state_dict()
-        target = self.module_.state_dict()
-        wanted = [k for k in target if not k.startswith("fc.")]
-        mismatched = [
-            f"{k} {tuple(source[k].shape)} vs {tuple(target[k].shape)}"
-            for k in wanted
-            if k in source and source[k].shape != target[k].shape
-        ]
-        missing = [k for k in wanted if k not in source]
-        if mismatched or missing:
-            raise ValueError(
-                f"initial_weights={self.initial_weights!r} does not fit this network "
-                f"(give the same module__width and module__ params): "
-                f"{'; '.join(mismatched + missing)[:300]}"
-            )
-        target.update({k: source[k] for k in wanted})
-        self.module_.load_state_dict(target)
-
-    def _augmenter(self):
-        if self.augment is None:
-            return None
-        if self.augment == "flip_shift":
-            return WedgeSafeAugment()
-        if callable(self.augment):
-            return self.augment
-        raise ValueError(
-            f'augment must be None, "flip_shift" or a callable; got {self.augment!r}.'
-        )
-
     def train_step_single(self, batch, **fit_params):
-        augment = self._augmenter()
+        augment = augmenter(self.augment)
         if augment is not None:
             Xi, yi = batch
             # seeded by (random_state, epoch, batch), not drawn from sampler_rng_:
@@ -314,36 +277,6 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             )
             batch = (Xi, yi)
         return super().train_step_single(batch, **fit_params)
-
-    def _check_speed_params(self):
-        if not (
-            isinstance(self.channels_last, bool | np.bool_)
-            or self.channels_last == "inference"
-        ):
-            raise ValueError(
-                'channels_last must be True, False or "inference"; got '
-                f"{self.channels_last!r}."
-            )
-        if not isinstance(self.amp, bool | np.bool_):
-            raise ValueError(f"amp must be True or False; got {self.amp!r}.")
-        if not (isinstance(self.progress, bool | np.bool_) or callable(self.progress)):
-            raise ValueError(
-                f"progress must be True, False or a callable; got {self.progress!r}."
-            )
-        if self.amp:
-            device = torch.device(self.device_)
-            if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-                raise ValueError(
-                    f"amp=True needs bfloat16 support; device {self.device_} has none."
-                )
-            if device.type == "cpu" and not _runtime.cpu_has_native_bfloat16():
-                warnings.warn(
-                    "amp=True on a CPU without native bfloat16 (AVX-512 BF16 or "
-                    "AMX): PyTorch emulates it, about 300x slower than float32 "
-                    "on an AVX2 machine. Use amp=False here.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
 
     @property
     def _training_channels_last(self):
@@ -375,6 +308,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         if isinstance(self.criterion_, torch.nn.Module):
             self.criterion_ = self.criterion_.to(self.device_)
         return self
+
+    def forward_iter(self, X, training=False, device="cpu"):
+        # skorch's scoring callbacks pass net.device, which may be "auto"
+        device = self.device_ if device == "auto" else device
+        return super().forward_iter(X, training=training, device=device)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """The criterion's loss; its terms go to the batch history.
@@ -425,53 +363,14 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         training continues from its checkpoint and runs only the epochs
         missing to ``max_epochs``.
         """
-        if isinstance(X, SubtomogramStream):
-            X, y = self._stream_data(X, y)
-        else:
-            X, y = self._array_data(X, y)
+        X, y, self.classes_, self.input_shape_ = training_data(X, y)
+        check_training_params(self)
         if not self.warm_start or not self.initialized_:
             self.initialize()
         done = self._restore_checkpoint(X, y)
         return self.partial_fit(
             X, y, epochs=max(0, self.max_epochs - done), **fit_params
         )
-
-    def _array_data(self, X, y):
-        """Check ``X``, ``y`` and set ``classes_``, ``input_shape_``."""
-        X = check_volumes(X)
-        if not X.shape[2] == X.shape[3] == X.shape[4]:
-            raise ValueError(f"Subtomograms must be cubic boxes; got {X.shape[2:]}.")
-        y = np.asarray(y)
-        if y.shape != (len(X),):
-            raise ValueError(f"y must have shape ({len(X)},); got {y.shape}.")
-        check_classification_targets(y)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"Pre-training needs at least 2 base classes; got {len(self.classes_)}."
-            )
-        check_class_counts(y, minimum=2, what="Supervised contrastive pre-training")
-        self._check_training_params()
-        self.input_shape_ = X.shape[1:]
-        return X, y_idx.astype(np.int64)
-
-    def _check_training_params(self):
-        self._augmenter()  # validates augment
-        if self.lr_schedule not in (None, "cosine"):
-            raise ValueError(
-                f'lr_schedule must be None or "cosine"; got {self.lr_schedule!r}.'
-            )
-
-    def _stream_data(self, stream, y):
-        if y is not None:
-            raise ValueError(
-                "A SubtomogramStream carries its own labels; call fit(stream) "
-                f"without y (got y of type {type(y).__name__})."
-            )
-        self._check_training_params()
-        self.classes_ = np.asarray(stream.class_names)
-        self.input_shape_ = (1, stream.box, stream.box, stream.box)
-        return StreamDataset(stream), None
 
     def _restore_checkpoint(self, X, y):
         """Epochs done according to the checkpoint callbacks (0 without one)."""
@@ -486,11 +385,11 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         # the training batch sampler resumes from a checkpoint's state, and its
         # state after every epoch is what a checkpoint saves
         if training and getattr(self, "_sampler_resume_", None) is not None:
-            _sampler_of(iterator).load_state_dict(self._sampler_resume_)
+            sampler_of(iterator).load_state_dict(self._sampler_resume_)
             self._sampler_resume_ = None
         super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         if training:
-            sampler = _sampler_of(iterator, required=False)
+            sampler = sampler_of(iterator, required=False)
             self._sampler_state_ = None if sampler is None else sampler.state_dict()
 
     def transform(self, X):
@@ -507,38 +406,17 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
                 f"Subtomograms have shape {shape}; this embedder was trained on "
                 f"{tuple(self.input_shape_)}."
             )
-        self._check_speed_params()
-        device = torch.device(self.device_)
-        module = self._inference_module()
-        step = self.batch_size
-        micro = min(step, _CPU_MICRO_BATCH) if device.type == "cpu" else step
-        pin = device.type == "cuda"
-        fmt = (
-            torch.channels_last_3d
-            if self._inference_channels_last
-            else torch.contiguous_format
-        )
-        out = np.empty((len(X), module.num_features), dtype=np.float32)
-        pages = _runtime.PageReleaser(X)
-        with (
-            progress_bar(len(X), "embedding", visible(self.progress)) as bar,
-            torch.inference_mode(),
-            self._autocast(),
-        ):
-            for lo in range(0, len(X), step):
-                xb = np.array(X[lo : lo + step], dtype=np.float32).reshape(-1, *shape)
-                if not np.isfinite(xb).all():
-                    raise_non_finite(X, start=lo, batch_size=step)
-                xt = torch.from_numpy(xb)
-                xt = xt.pin_memory().to(device, non_blocking=True) if pin else xt
-                for j in range(0, len(xt), micro):
-                    chunk = xt[j : j + micro].contiguous(memory_format=fmt)
-                    maps = module.forward_features(chunk)
-                    feats = module.forward_head(maps, pre_logits=True)
-                    out[lo + j : lo + j + len(chunk)] = feats.float().cpu().numpy()
-                pages.release(lo + len(xb))
-                bar.update(len(xb))
-        return out
+        _runtime.check_speed_params(self)
+        with self._autocast():
+            return _runtime.embed_batches(
+                self._inference_module(),
+                X,
+                batch_size=self.batch_size,
+                device=torch.device(self.device_),
+                channels_last=self._inference_channels_last,
+                progress=visible(self.progress),
+                cpu_micro_batch=_CPU_MICRO_BATCH,
+            )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the features of :meth:`transform`: ``conv6embedder0``, ...
@@ -552,29 +430,25 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
 
     def _inference_module(self):
-        """Eval-mode copy of ``module_`` for :meth:`transform`, cached per weights.
+        """Eval-mode copy of ``module_`` for :meth:`transform`, cached per weights."""
+        return _runtime.inference_module(self)
 
-        The key holds every tensor's storage and version counter, so training
-        steps, ``load_params`` or edits of the weights rebuild the copy.
+    _model_state_skip_params = SKIPPED_PARAMS
+
+    def _get_model_state(self):
+        """``(meta, arrays)`` for a safe model file (the persistence protocol).
+
+        ``meta``: ``classes``, ``input_shape`` and the epoch rows of the
+        ``history``; ``arrays``: the network's tensors as ``module.<name>``
+        (weights float32).
         """
-        module = getattr(self.module_, "_orig_mod", self.module_)  # torch.compile
-        key = (
-            id(module),
-            str(self.device_),
-            self._inference_channels_last,
-            tuple((t.data_ptr(), t._version) for t in module.state_dict().values()),
-        )
-        cached = self.__dict__.get("_inference_cache_")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        if isinstance(module, Conv6):
-            fmt = torch.channels_last_3d if self._inference_channels_last else None
-            inference = fuse_for_inference(module, memory_format=fmt)
-        else:  # unknown architecture: run it as it is
-            inference = module.eval()
-        # a tuple, so skorch does not register the copy as a net component
-        self._inference_cache_ = (key, inference)
-        return inference
+        return model_state(self)
+
+    @classmethod
+    def _from_model_state(cls, params, meta, arrays, *, device="cpu"):
+        """The fitted embedder of :meth:`_get_model_state`; ValueError naming
+        the first value that is not what the network needs."""
+        return from_model_state(cls, params, meta, arrays, device=device)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -598,30 +472,6 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-@contextlib.contextmanager
-def _torch_device(net):
-    """Show skorch the resolved ``device_`` as ``device``, then restore it."""
-    given = net.device
-    net.device = net.device_
-    try:
-        yield
-    finally:
-        net.device = given
-
-
-def _sampler_of(iterator, required=True):
-    """What holds the batch order of a training iterator and its state."""
-    for candidate in (iterator, getattr(iterator, "batch_sampler", None)):
-        if hasattr(candidate, "state_dict") and hasattr(candidate, "load_state_dict"):
-            return candidate
-    if required:
-        raise TypeError(
-            "Resuming needs a training iterator whose batch sampler has "
-            f"state_dict/load_state_dict; got {type(iterator).__name__}."
-        )
-    return None
 
 
 def _dataset_labels(dataset):

@@ -1,14 +1,21 @@
-"""Helpers for fast, lean embedding: malloc tuning, memory-map paging, progress."""
+"""Where and how fast the embedder runs: device, speed settings, malloc tuning,
+memory-map paging."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import mmap
 import sys
+import warnings
 
 import numpy as np
 import torch
+
+from .._progress import progress_bar
+from .._validation import raise_non_finite
+from ..nn import Conv6, fuse_for_inference
 
 # glibc mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -134,3 +141,125 @@ def _find_mmap(X) -> tuple[mmap.mmap | None, str | None]:
             return obj, mode
         obj = getattr(obj, "base", None)
     return None, None
+
+
+def resolve_device(device):
+    """Map ``"auto"`` to ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@contextlib.contextmanager
+def skorch_device(net):
+    """Let skorch see the resolved ``net.device_`` as ``net.device``, then
+    give the parameter back as it was.
+
+    skorch moves the module and criterion it builds to ``net.device``, and
+    ``"auto"`` is no torch device.
+    """
+    given = net.device
+    net.device = net.device_
+    try:
+        yield
+    finally:
+        net.device = given
+
+
+def check_speed_params(net) -> None:
+    """Validate ``channels_last``, ``amp`` and ``progress`` of an embedder
+    whose ``device_`` is resolved; warn where ``amp`` would be slow."""
+    if not (
+        isinstance(net.channels_last, bool | np.bool_)
+        or net.channels_last == "inference"
+    ):
+        raise ValueError(
+            'channels_last must be True, False or "inference"; got '
+            f"{net.channels_last!r}."
+        )
+    if not isinstance(net.amp, bool | np.bool_):
+        raise ValueError(f"amp must be True or False; got {net.amp!r}.")
+    if not (isinstance(net.progress, bool | np.bool_) or callable(net.progress)):
+        raise ValueError(
+            f"progress must be True, False or a callable; got {net.progress!r}."
+        )
+    if net.amp:
+        device = torch.device(net.device_)
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"amp=True needs bfloat16 support; device {net.device_} has none."
+            )
+        if device.type == "cpu" and not cpu_has_native_bfloat16():
+            warnings.warn(
+                "amp=True on a CPU without native bfloat16 (AVX-512 BF16 or "
+                "AMX): PyTorch emulates it, about 300x slower than float32 "
+                "on an AVX2 machine. Use amp=False here.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+
+def embed_batches(
+    module, X, *, batch_size, device, channels_last, progress, cpu_micro_batch
+):
+    """Features ``(n, module.num_features)`` float32 of the volumes ``X``.
+
+    Streams ``X`` (checked for shape before): each batch of ``batch_size`` is
+    read, converted to float32 and checked for NaN/inf, run through
+    ``module.forward_features`` and ``forward_head(..., pre_logits=True)`` on
+    ``device`` (on the CPU in slices of ``cpu_micro_batch``), and the pages
+    already read of a memory map are handed back to the kernel. ``progress``
+    is what :func:`~fscc_sklearn._progress.progress_bar` takes.
+    """
+    shape = (1, *X.shape[-3:])
+    step = batch_size
+    micro = min(step, cpu_micro_batch) if device.type == "cpu" else step
+    pin = device.type == "cuda"
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    out = np.empty((len(X), module.num_features), dtype=np.float32)
+    pages = PageReleaser(X)
+    with progress_bar(len(X), "embedding", progress) as bar, torch.inference_mode():
+        for lo in range(0, len(X), step):
+            xb = np.array(X[lo : lo + step], dtype=np.float32).reshape(-1, *shape)
+            if not np.isfinite(xb).all():
+                raise_non_finite(X, start=lo, batch_size=step)
+            xt = torch.from_numpy(xb)
+            xt = xt.pin_memory().to(device, non_blocking=True) if pin else xt
+            for j in range(0, len(xt), micro):
+                chunk = xt[j : j + micro].contiguous(memory_format=fmt)
+                maps = module.forward_features(chunk)
+                feats = module.forward_head(maps, pre_logits=True)
+                out[lo + j : lo + j + len(chunk)] = feats.float().cpu().numpy()
+            pages.release(lo + len(xb))
+            bar.update(len(xb))
+    return out
+
+
+def inference_module(net):
+    """Eval-mode copy of ``net.module_`` for ``transform``, cached per weights.
+
+    For :class:`~fscc_sklearn.nn.Conv6` BatchNorm is folded into the
+    convolutions (:func:`~fscc_sklearn.nn.fuse_for_inference`); other modules
+    run as they are. The cache key holds every tensor's storage and version
+    counter, so training steps, ``load_params`` or edits of the weights
+    rebuild the copy.
+    """
+    module = getattr(net.module_, "_orig_mod", net.module_)  # torch.compile
+    channels_last = net._inference_channels_last
+    key = (
+        id(module),
+        str(net.device_),
+        channels_last,
+        tuple((t.data_ptr(), t._version) for t in module.state_dict().values()),
+    )
+    cached = net.__dict__.get("_inference_cache_")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    if isinstance(module, Conv6):
+        fmt = torch.channels_last_3d if channels_last else None
+        inference = fuse_for_inference(module, memory_format=fmt)
+    else:
+        inference = module.eval()
+    # a tuple, so skorch does not register the copy as a net component
+    net._inference_cache_ = (key, inference)
+    return inference

@@ -212,3 +212,33 @@ def test_other_nets_are_refused(tmp_path):
     X, y = np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])
     with pytest.raises(TypeError, match="resumes a Conv6Embedder"):
         net.fit(X, y)
+
+
+def test_resume_restores_the_batch_samplers_own_state(tmp_path, data):
+    from fscc_sklearn.nn import ClassBalancedBatchSampler
+
+    X, y = data
+    whole = _embedder(tmp_path, max_epochs=2).fit(X, y)
+    saved = load_checkpoint(tmp_path)["sampler_state"]
+    assert saved == whole._sampler_state_ and set(saved) == {"rng"}
+    # a sampler given that (JSON round-tripped) state draws what the first would
+    first = ClassBalancedBatchSampler(y, 12, seed=3)
+    list(first)
+    other = ClassBalancedBatchSampler(y, 12, seed=99)
+    other.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert list(other) == list(first)
+
+
+def test_a_checkpoint_of_the_old_format_is_named(tmp_path, data):
+    X, y = data
+    _embedder(tmp_path, max_epochs=1).fit(X, y)
+    path = tmp_path / "fscc_checkpoint.pt"
+    payload = torch.load(path, weights_only=True)
+    meta = json.loads(payload["meta"])
+    meta["format"] = 1
+    torch.save({**payload, "meta": json.dumps(meta)}, path)
+    with pytest.raises(ValueError, match="format 1, written by another version"):
+        load_checkpoint(tmp_path)
+    emb = _embedder(tmp_path, max_epochs=2)
+    emb.set_params(callbacks=[AtomicCheckpoint(tmp_path, resume=False)])
+    assert len(emb.fit(X, y).history) == 2  # resume=False starts over
