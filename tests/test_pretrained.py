@@ -53,7 +53,15 @@ def test_features_equal_a_saved_copy(novel, tmp_path):
     assert F.shape == (12, pretrained_embedder().estimator.module_.num_features)
     assert (F >= 0).all() and np.isfinite(F).all()
     copy = save_model(model, tmp_path / "copy.safetensors")
-    np.testing.assert_array_equal(F, load_model(copy)[:-1].transform(novel.X))
+    again, meta = load_model(copy, return_metadata=True)
+    np.testing.assert_array_equal(F, again[:-1].transform(novel.X))
+    # the shipped file is of format version 1; its copy is of the current one
+    _, shipped = load_model(pretrained_path("general"), return_metadata=True)
+    assert (shipped["format_version"], meta["format_version"]) == (1, 2)
+    assert meta["base_classes"] == shipped["base_classes"]
+    np.testing.assert_array_equal(
+        again.predict_proba(novel.X), model.predict_proba(novel.X)
+    )
 
 
 def test_few_shot_from_the_shipped_model(novel):
