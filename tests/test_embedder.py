@@ -119,6 +119,9 @@ def test_fit_leaves_every_param_as_given(toy_data, tiny_embedder):
     assert emb.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
     # what clone compares: the constructor params of a fresh copy
     assert clone(emb).get_params(deep=False).keys() == before.keys()
+    # skorch's forward (and its scoring callbacks) may pass device="auto"
+    logits, _ = emb.forward(X[:3, None], device="auto")
+    assert logits.shape == (3, len(emb.classes_))
 
 
 def test_train_split_with_early_stopping_on_valid_loss(toy_data, tiny_embedder):
