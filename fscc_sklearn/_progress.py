@@ -78,13 +78,3 @@ def progress_bar(total: int | None, desc: str, enabled) -> Iterator[object]:
 
     with tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True) as bar:
         yield bar
-
-
-def __getattr__(name):
-    # TrainingMonitor, a skorch callback, moved to embedding/_callbacks.py;
-    # resolved on use so that importing this module never imports skorch
-    if name == "TrainingMonitor":
-        from .embedding._callbacks import TrainingMonitor
-
-        return TrainingMonitor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from fscc_sklearn import Conv6Embedder, evaluate_episodes, load_model
-from fscc_sklearn._progress import TrainingMonitor, bars_enabled
+from fscc_sklearn._progress import bars_enabled
 from fscc_sklearn.cli import build_parser, main
 from fscc_sklearn.datasets._toy import make_toy_volumes
+from fscc_sklearn.embedding._callbacks import TrainingMonitor
 from fscc_sklearn.io import read_labels_table, read_subtomograms
 
 TINY = ["--epochs", "1", "--width", "4", "--batch-size", "32"]

@@ -218,7 +218,7 @@ def test_box_is_used_or_refused_never_ignored(work, tmp_path, capsys):
 def test_ctrl_c_during_pretrain_writes_no_model_and_a_rerun_resumes(
     work, tmp_path, capsys, monkeypatch
 ):
-    from fscc_sklearn._progress import TrainingMonitor
+    from fscc_sklearn.embedding._callbacks import TrainingMonitor
 
     out_model = tmp_path / "m.safetensors"
     argv = [

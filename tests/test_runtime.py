@@ -106,7 +106,3 @@ def test_importing_the_datasets_imports_no_skorch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "skorch" not in done.stdout, done.stdout
-    from fscc_sklearn._progress import TrainingMonitor  # moved; still resolves
-    from fscc_sklearn.embedding._callbacks import TrainingMonitor as moved
-
-    assert TrainingMonitor is moved

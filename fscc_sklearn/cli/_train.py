@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from .._progress import TrainingMonitor
 from ..calibration import CalibratedFewShotClassifier
 from ..embedding import Conv6Embedder, pretraining_recipe
-from ..embedding._callbacks import RaiseOnInterrupt
+from ..embedding._callbacks import RaiseOnInterrupt, TrainingMonitor
 from ..embedding._checkpoint import AtomicCheckpoint
 from ..io import SubtomogramNormalizer
 from ..nn import ClassBalancedBatchSampler
