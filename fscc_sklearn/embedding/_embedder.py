@@ -1,5 +1,6 @@
 """Conv6Embedder: pre-trains Conv-6 with CE + SupCon, maps subtomograms to features."""
 
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -12,7 +13,9 @@ from skorch.utils import to_tensor
 
 from .._progress import visible
 from .._validation import check_volume_shape
+from ..model_selection import unfreeze
 from ..nn import CESupConLoss, ClassBalancedBatchSampler, Conv6
+from ..persistence._model_file import load_model
 from ..persistence._state import register_saveable
 from . import _runtime
 from ._callbacks import PreciseBatchNorm, WarmupCosineLR, _TrainAccuracy
@@ -21,10 +24,12 @@ from ._data import augmenter, check_training_params, training_data
 from ._runtime import resolve_device
 from ._stream_loader import StreamDataset, StreamLoader
 from ._weights import (
+    PRETRAINED,
     SKIPPED_PARAMS,
     from_model_state,
     load_initial_weights,
     model_state,
+    pretrained_path,
 )
 
 # CPU forward passes run on slices of this many subtomograms: the activations of
@@ -240,9 +245,6 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         kwargs.setdefault("volume_size", self.input_shape_[-1])
         self.module_ = self.initialized_instance(self.module, kwargs)
         if self.initial_weights is not None:
-            # imported here: _pretrained reads model files, which build this class
-            from ._pretrained import embedder_from
-
             source = embedder_from(self.initial_weights).module_
             load_initial_weights(self, source)
         self.module_ = self.module_.to(self.device_)
@@ -472,6 +474,22 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def embedder_from(source, *, device: str = "cpu") -> Conv6Embedder:
+    """The fitted :class:`Conv6Embedder` of a shipped model name or model file."""
+    if isinstance(source, str) and source in PRETRAINED:
+        source = pretrained_path(source)
+    if not isinstance(source, str | os.PathLike):
+        raise ValueError(
+            f"Expected a shipped model name ({sorted(PRETRAINED)}) or the path of "
+            f"a model file; got {type(source).__name__}."
+        )
+    for _, step in load_model(source, device=device).steps:
+        est = unfreeze(step)
+        if isinstance(est, Conv6Embedder):
+            return est
+    raise ValueError(f"{source} holds no Conv6Embedder.")  # pragma: no cover
 
 
 def _dataset_labels(dataset):

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from importlib import resources
-from pathlib import Path
-
 from ..model_selection import freeze, unfreeze
 from ..persistence._model_file import load_model
-from ._embedder import Conv6Embedder
+from ._embedder import Conv6Embedder, embedder_from
+from ._weights import PRETRAINED, pretrained_path
 
-__all__ = ["embedder_from", "pretrained_embedder", "pretrained_model"]
-
-PRETRAINED = {"general": "general.safetensors"}
-
-
-def pretrained_path(name: str = "general") -> Path:
-    """Path of a shipped model file (see ``fscc_sklearn/pretrained/MODEL_CARD.md``)."""
-    if name not in PRETRAINED:
-        raise ValueError(
-            f"Unknown pretrained model {name!r}; available: {sorted(PRETRAINED)}."
-        )
-    path = Path(str(resources.files("fscc_sklearn.pretrained") / PRETRAINED[name]))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"The shipped model file {path} is missing from this installation; "
-            "reinstall fscc-sklearn or train it with benchmarks/train_general.py."
-        )
-    return path
+__all__ = [
+    "PRETRAINED",
+    "embedder_from",
+    "pretrained_embedder",
+    "pretrained_model",
+    "pretrained_path",
+]
 
 
 def pretrained_model(name: str = "general", *, device: str = "cpu"):
@@ -74,19 +60,3 @@ def pretrained_embedder(name: str = "general", *, device: str = "cpu"):
     (n, 256)
     """
     return freeze(embedder_from(name, device=device))
-
-
-def embedder_from(source, *, device: str = "cpu") -> Conv6Embedder:
-    """The fitted :class:`Conv6Embedder` of a shipped model name or model file."""
-    if isinstance(source, str) and source in PRETRAINED:
-        source = pretrained_path(source)
-    if not isinstance(source, str | os.PathLike):
-        raise ValueError(
-            f"Expected a shipped model name ({sorted(PRETRAINED)}) or the path of "
-            f"a model file; got {type(source).__name__}."
-        )
-    for _, step in load_model(source, device=device).steps:
-        est = unfreeze(step)
-        if isinstance(est, Conv6Embedder):
-            return est
-    raise ValueError(f"{source} holds no Conv6Embedder.")  # pragma: no cover

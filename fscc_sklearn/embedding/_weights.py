@@ -1,9 +1,12 @@
 """The network's weights in and out of a Conv6Embedder: the state a safe model
-file holds (the persistence protocol), and the initial weights of a fit."""
+file holds (the persistence protocol), the shipped model files, and the initial
+weights of a fit."""
 
 from __future__ import annotations
 
+from importlib import resources
 from numbers import Real
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +35,23 @@ SKIPPED_PARAMS = frozenset(
     }
 )
 _MODULE = "module."
+
+PRETRAINED = {"general": "general.safetensors"}
+
+
+def pretrained_path(name: str = "general") -> Path:
+    """Path of a shipped model file (see ``fscc_sklearn/pretrained/MODEL_CARD.md``)."""
+    if name not in PRETRAINED:
+        raise ValueError(
+            f"Unknown pretrained model {name!r}; available: {sorted(PRETRAINED)}."
+        )
+    path = Path(str(resources.files("fscc_sklearn.pretrained") / PRETRAINED[name]))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The shipped model file {path} is missing from this installation; "
+            "reinstall fscc-sklearn or train it with benchmarks/train_general.py."
+        )
+    return path
 
 
 def model_state(emb) -> tuple[dict, dict[str, np.ndarray]]:
