@@ -77,7 +77,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
     random_state : int, RandomState or None, default=None
         Seeds the weight initialisation and the batch sampling.
     train_split : callable or None, default=None
-        No internal validation split: model selection holds out data itself.
+        No internal validation split by default; with one (e.g. skorch's
+        ``ValidSplit``) ``valid_loss`` is recorded, for ``EarlyStopping``.
     verbose : int, default=0
         1 prints a table of the epochs.
     channels_last : bool or "inference", default=True
