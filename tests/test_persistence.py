@@ -496,3 +496,11 @@ def test_unfreeze_is_the_one_unwrap(models):
     assert plain is not models[1]
     assert plain.steps[1][1] is models[1].steps[1][1].estimator
     assert not any(isinstance(s, FrozenEstimator) for _, s in plain.steps)
+
+
+def test_labels_with_a_huge_string_width_refused(saved, tmp_path):
+    def widen(steps):
+        steps[2]["meta"]["classes"]["dtype"] = "<U50000000"
+
+    with pytest.raises(ValueError, match="wider than its labels"):
+        load_model(_edit_step(saved, tmp_path, widen))

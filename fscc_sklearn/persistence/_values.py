@@ -90,6 +90,10 @@ def labels_from_json(entry, key: str = "classes") -> np.ndarray:
         raise ValueError(f"{key} has an unknown dtype {dtype!r}.") from None
     if dt.kind not in "Uiub":
         raise ValueError(f"{key} has a forbidden dtype {dtype!r}.")
+    longest = max((len(str(v)) for v in values), default=0)
+    if dt.kind == "U" and dt.itemsize > 4 * max(longest, 256):
+        # a width far beyond the labels would allocate memory for nothing
+        raise ValueError(f"{key}: dtype {dtype!r} is wider than its labels.")
     try:
         return np.array(values, dtype=dt)
     except (TypeError, ValueError, OverflowError):
