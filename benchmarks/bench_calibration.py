@@ -138,7 +138,7 @@ def lr_predict(Zs, ys, Zq):
 
 
 def make_methods(quick: bool) -> dict:
-    """name -> (kind, params); kinds "paper"/"bayes" use CalibratedFewShotClassifier."""
+    """name -> (kind, params); kinds "paper"/"bayes": the two calibration classes."""
     return {
         "paper": ("paper", {}),
         "default": ("bayes", {}),
@@ -174,7 +174,7 @@ def pca_space(Zb, n_components):
 
 def bayes_means_cov(Zs, ys, stats, **params):
     """Calibrated class means and shared covariance of the default method."""
-    from fscc_sklearn.calibration._calibration import bayes_gaussian_parameters
+    from fscc_sklearn.calibration._bayes import bayes_gaussian_parameters
 
     classes, idx = np.unique(ys, return_inverse=True)
     kw = {"k": 2, "kappa": "auto", "shrinkage": 1.0, **params}
@@ -184,7 +184,7 @@ def bayes_means_cov(Zs, ys, stats, **params):
 
 def pca_predict(Zs, ys, Zq, space, stats):
     """The default rule in the PCA space of the base features."""
-    from fscc_sklearn.calibration._calibration import _linear_gaussian
+    from fscc_sklearn.calibration._bayes import _linear_gaussian
 
     mean, axes = space
     Ps, Pq = (Zs - mean) @ axes.T, (Zq - mean) @ axes.T
@@ -198,7 +198,7 @@ def transductive_predict(Zs, ys, Zq, stats, n_iter):
     calibrated means, each weighted as its support count."""
     from sklearn.utils.extmath import softmax
 
-    from fscc_sklearn.calibration._calibration import _linear_gaussian
+    from fscc_sklearn.calibration._bayes import _linear_gaussian
 
     classes, idx, means0, cov = bayes_means_cov(Zs, ys, stats)
     counts = np.bincount(idx, minlength=len(classes)).astype(float)
@@ -225,7 +225,11 @@ def evaluate_combo(feats: dict, methods: dict, k_shot: int, n_episodes: int, see
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
-    from fscc_sklearn import BaseStatistics, CalibratedFewShotClassifier
+    from fscc_sklearn import (
+        BaseStatistics,
+        CalibratedFewShotClassifier,
+        DistributionCalibrationClassifier,
+    )
 
     Fb, yb = feats["F_base"].astype(np.float64), feats["y_base"]
     Fn, yn = feats["F_novel"].astype(np.float64), feats["y_novel"]
@@ -273,9 +277,11 @@ def evaluate_combo(feats: dict, methods: dict, k_shot: int, n_episodes: int, see
                 elif kind == "transductive":
                     pred = transductive_predict(Zs, ys, Zq, stats["bayes"], **params)
                 else:
-                    clf = CalibratedFewShotClassifier(
-                        base=stats[kind], method=kind, random_state=s, **params
-                    )
+                    recipe = {
+                        "bayes": CalibratedFewShotClassifier,
+                        "paper": DistributionCalibrationClassifier,
+                    }[kind]
+                    clf = recipe(base=stats[kind], random_state=s, **params)
                     pred = clf.fit(Xs, ys).predict(Xq)
                 seconds[name] += time.perf_counter() - t0
                 acc[name][e] = np.mean(pred == yq)

@@ -403,7 +403,7 @@ def episodes(threads, n_episodes) -> dict:
                     random_state=SEED,
                 ),
             ),
-            ("clf", CalibratedFewShotClassifier(n_samples=100, random_state=SEED)),
+            ("clf", CalibratedFewShotClassifier(random_state=SEED)),
         ]
     ).fit(X[base], y[base])
     out = {}

@@ -271,28 +271,28 @@ def make_classifier(kind, base_fscc):
 
 def fit_base_fscc(data, kinds):
     """Base-class statistics for the FSCC variants, fitted once per embedder."""
-    from fscc_sklearn import CalibratedFewShotClassifier
-
-    has_method = "method" in CalibratedFewShotClassifier().get_params()
     out = {}
     for kind in kinds:
-        if kind == "fscc_paper":
-            params = {"method": "paper"} if has_method else {}
-        elif kind == "fscc_default":
-            params = {}
-        else:
-            continue
-        clf = CalibratedFewShotClassifier(random_state=0, **params)
-        out[kind] = clf.fit(data["F_base"], data["y_base"])
+        if kind in ("fscc_paper", "fscc_default"):
+            clf = _fscc_class(kind)(random_state=0)
+            out[kind] = clf.fit(data["F_base"], data["y_base"])
     return out
 
 
-def fscc_params(kind):
-    from fscc_sklearn import CalibratedFewShotClassifier
+def _fscc_class(kind):
+    """The paper's recipe or the library's default calibration."""
+    from fscc_sklearn import (
+        CalibratedFewShotClassifier,
+        DistributionCalibrationClassifier,
+    )
 
-    clf = CalibratedFewShotClassifier()
-    if kind == "fscc_paper" and "method" in clf.get_params():
-        clf.set_params(method="paper")
+    if kind == "fscc_paper":
+        return DistributionCalibrationClassifier
+    return CalibratedFewShotClassifier
+
+
+def fscc_params(kind):
+    clf = _fscc_class(kind)()
     return {k: v for k, v in clf.get_params().items() if k != "base"}
 
 

@@ -2,7 +2,7 @@
 
 Features come from the cached stage of bench_calibration.py (one
 Conv6Embedder(max_epochs=5) per class-disjoint split and SNR). Per setting and
-method (the default rule and ``method="paper"``), the base classifier is fitted
+method (the default rule and the paper's recipe), the base classifier is fitted
 on the base features, which fits the temperatures on pseudo-novel episodes of
 the base classes; then the same 5-way K-shot episodes of the novel classes are
 classified by a few-shot fit with ``calibrate_proba="base_episodes"`` and one
@@ -40,7 +40,11 @@ import bench_calibration as bc  # noqa: E402
 
 RESULTS = HERE / "results"
 SELECTION = ("paper", 0.05)
-METHODS = {"default": {}, "paper": {"method": "paper"}}
+# name -> calibration class (imported when used)
+METHODS = {
+    "default": "CalibratedFewShotClassifier",
+    "paper": "DistributionCalibrationClassifier",
+}
 SHOTS = (1, 5)
 N_BINS = 15
 N_BOOT = 200
@@ -78,18 +82,18 @@ def reliability(confidence, correct, n_bins=N_BINS):
     return rows
 
 
-def episode_scores(feats, method_params, k_shot, n_episodes):
+def episode_scores(feats, method, k_shot, n_episodes):
     """Scores, targets and per-episode accuracies of both settings of
     ``calibrate_proba`` on the same episodes, and the fitted temperatures."""
     from threadpoolctl import threadpool_limits
 
-    from fscc_sklearn import CalibratedFewShotClassifier
+    import fscc_sklearn
     from fscc_sklearn.model_selection import few_shot_clone
 
     Fb, yb = feats["F_base"].astype(np.float64), feats["y_base"]
     Fn, yn = feats["F_novel"].astype(np.float64), feats["y_novel"]
     t0 = time.perf_counter()
-    base = CalibratedFewShotClassifier(**method_params, random_state=bc.SEED)
+    base = getattr(fscc_sklearn, method)(random_state=bc.SEED)
     base.fit(Fb, yb)
     fit_seconds = time.perf_counter() - t0
     scores, targets, episode_of = [], [], []

@@ -32,6 +32,90 @@ def test_sklearn_api(estimator, check):
     check(estimator)
 
 
+def few_shot(cls, n_features, **params):
+    """``cls`` in few-shot mode: ``base`` holds statistics of 4 base classes."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 10)
+    X = rng.gamma(2.0, size=(40, n_features)) + y[:, None]
+    return cls(base=cls(**params).fit(X, y).base_statistics_, **params)
+
+
+# A few-shot fit takes features of the base statistics' dimension only, so a
+# check that fits other shapes cannot apply; each check runs on an instance
+# whose statistics have its data's dimension (2 or 3) where one exists.
+_FITS_3 = (
+    "check_fit_score_takes_y check_dont_overwrite_parameters "
+    "check_pipeline_consistency check_estimators_nan_inf check_estimators_pickle "
+    "check_f_contiguous_array_estimator check_supervised_y_2d "
+    "check_methods_sample_order_invariance check_methods_subset_invariance "
+    "check_dict_unchanged check_fit2d_predict1d"
+).split()
+_FITS_2 = (
+    "check_estimators_overwrite_params check_estimators_fit_returns_self "
+    "check_readonly_memmap_input check_classifier_data_not_an_array "
+    "check_classifiers_classes check_classifiers_train check_fit_idempotent "
+    "check_fit_check_is_fitted check_n_features_in"
+).split()
+_FITS_OTHER = {
+    "check_n_features_in_after_fitting": 4,
+    "check_estimators_dtypes": 5,
+    "check_dtype_object": 10,
+}
+
+
+def _few_shot_expected_failures(estimator):
+    d = estimator.base.n_features
+    other = dict(_FITS_OTHER)
+    if "max_iter" in estimator.get_params():  # the check runs only then
+        other["check_non_transformer_estimators_n_iter"] = 4
+    other.update(dict.fromkeys(_FITS_3 if d == 2 else _FITS_2, 3 if d == 2 else 2))
+    return {
+        **EXPECTED_FAILED,
+        **{
+            check: f"fits {n} features; the few-shot fit takes the {d} of its "
+            "base statistics"
+            for check, n in other.items()
+        },
+    }
+
+
+@parametrize_with_checks(
+    [
+        few_shot(cls, d, **params)
+        for d in (2, 3)
+        for cls, params in (
+            # leave-one-out of support_scatter="auto" grows as n^4 on the
+            # checks' large supports: the closed form is checked here
+            (CalibratedFewShotClassifier, {"support_scatter": "off"}),
+            (DistributionCalibrationClassifier, {"n_samples": 20}),
+        )
+    ],
+    expected_failed_checks=_few_shot_expected_failures,
+)
+def test_sklearn_api_few_shot(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        CalibratedFewShotClassifier,
+        lambda: few_shot(CalibratedFewShotClassifier, 6, k=1),
+        lambda: DistributionCalibrationClassifier(n_samples=20, solver="lbfgs"),
+        lambda: few_shot(DistributionCalibrationClassifier, 6, n_samples=20),
+    ],
+)
+def test_fit_leaves_get_params_unchanged(make):
+    X, y = make_base()
+    clf = make()
+    before = clf.get_params()
+    clf.fit(X, y) if clf.base is None else clf.fit(X[::10], y[::10])
+    after = clf.get_params()
+    assert before.keys() == after.keys()
+    for name, value in before.items():
+        assert after[name] is value, name
+
+
 def make_base(n_classes=4, n_per_class=30, d=6, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.uniform(0, 4, size=(n_classes, d))
@@ -150,7 +234,7 @@ def test_tukey_transform_log_and_power():
         (
             lambda b: CalibratedFewShotClassifier(base=b).fit(np.ones((2, 5)), [0, 1]),
             ValueError,
-            "Support features have 5 dimensions; the base statistics have 6",
+            r"Support features X have 5 feature\(s\); the base statistics have 6",
         ),
         (
             lambda b: CalibratedFewShotClassifier(base=b, k=5).fit(

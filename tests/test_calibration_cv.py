@@ -306,3 +306,13 @@ def test_first_candidate_kept_unless_clearly_beaten():
     assert _choose(scores, prefer_first=True) == 0
     assert _choose(scores, prefer_first=False) == 1
     assert _choose(np.stack([first, noisy, clear]), prefer_first=True) == 2
+
+
+def test_fit_leaves_get_params_unchanged():
+    X, y = make_classes(n_classes=7)
+    cv = CalibratedFewShotClassifierCV({"k": [1, 2]}, **FAST)
+    before = cv.get_params()
+    cv.fit(X, y)
+    after = cv.get_params()
+    assert before.keys() == after.keys()
+    assert all(after[name] is value for name, value in before.items())

@@ -185,3 +185,45 @@ def test_episode_inputs_are_checked():
         evaluate_episodes(clf, np.ones((8, 4)), np.arange(8), n_episodes=0)
     with pytest.raises(ValueError, match="X has 8 samples but y has 7"):
         evaluate_episodes(clf, np.ones((8, 4)), np.arange(7))
+
+
+def _features_and_base(seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(10), 12)
+    X = rng.gamma(2.0, size=(len(y), 5)) + 2.0 * (y[:, None] % 5 == np.arange(5))
+    base = CalibratedFewShotClassifier(random_state=0).fit(X[y < 5], y[y < 5])
+    return X[y >= 5], y[y >= 5], base
+
+
+def test_evaluate_episodes_keeps_predictions_and_runs_given_episodes():
+    X, y, base = _features_and_base()
+    kw = dict(n_way=3, k_shot=2, n_query=4, n_episodes=5, random_state=1)
+    sampled = evaluate_episodes(base, X, y, **kw, return_predictions=True)
+    assert len(sampled.queries) == len(sampled.predictions) == 5
+    for acc, query, pred in zip(
+        sampled.accuracies, sampled.queries, sampled.predictions, strict=True
+    ):
+        assert len(query) == 12 and acc == np.mean(pred == y[query])
+    assert evaluate_episodes(base, X, y, **kw).queries is None
+    seeds = np.random.RandomState(1).randint(0, 2**31 - 1, size=5)
+    given = [(*sample_episode(y, 3, 2, 4, random_state=s), s) for s in seeds]
+    ticks = []
+
+    class Bar:  # what a tqdm bar offers
+        def update(self, n):
+            ticks.append(n)
+
+    again = evaluate_episodes(base, X, y, episodes=given, progress=Bar())
+    np.testing.assert_array_equal(again.accuracies, sampled.accuracies)
+    np.testing.assert_array_equal(again.seeds, seeds)
+    assert ticks == [1] * 5
+    with pytest.raises(ValueError, match="episodes holds no episode"):
+        evaluate_episodes(base, X, y, episodes=[])
+
+
+def test_one_standard_error_rule():
+    from fscc_sklearn.model_selection import beats_by_one_standard_error
+
+    assert beats_by_one_standard_error([0.1, 0.12, 0.09, 0.11])
+    assert not beats_by_one_standard_error([0.3, -0.2, 0.25, -0.3])  # noise
+    assert not beats_by_one_standard_error([-0.1, -0.1, -0.2])

@@ -5,7 +5,8 @@ stores their statistics, fits softmax temperatures for later few-shot fits and
 classifies the base classes) or few-shot on a support set (``base`` given:
 it borrows those statistics). Either way it ends as a linear classifier on
 Tukey-transformed features, so ``decision_function`` and ``predict`` come from
-``coef_`` and ``intercept_`` (scikit-learn's ``LinearClassifierMixin``);
+``coef_`` and ``intercept_`` (scikit-learn's ``LinearClassifierMixin``: one
+row of scores per class, or one row for 2 classes);
 subclasses only say how the base and few-shot fits find them.
 """
 
@@ -95,12 +96,9 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         return self
 
     def _set_linear(self, coef, intercept, n_iter=None):
-        """Store a linear classifier; with 2 classes in scikit-learn's binary
-        form (one row, the second class's score minus the first's)."""
-        coef, intercept = np.asarray(coef), np.asarray(intercept)
-        if len(self.classes_) == 2 and len(coef) == 2:
-            coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
-        self.coef_, self.intercept_ = coef, intercept
+        """Store a linear classifier: one row of scores per class, or one row
+        for 2 classes (the second class's score minus the first's)."""
+        self.coef_, self.intercept_ = np.asarray(coef), np.asarray(intercept)
         self.n_iter_ = np.ones(1, dtype=int) if n_iter is None else n_iter
 
     def _base_temperatures(self, X, y, rng):
@@ -141,7 +139,7 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         stats = as_base_statistics(self.base)
         if X.shape[1] != stats.n_features:
             raise ValueError(
-                f"Support features have {X.shape[1]} dimensions; the base "
+                f"Support features X have {X.shape[1]} feature(s); the base "
                 f"statistics have {stats.n_features}."
             )
         if self.k > len(stats.classes):
@@ -160,8 +158,8 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Class scores of Tukey-transformed features (higher is more likely);
         with 2 classes, the second class's score minus the first's."""
-        scores = self._validated(X) @ self.coef_.T + self.intercept_
-        return scores.ravel() if scores.shape[1] == 1 else scores
+        scores = self._logits(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``: the softmax of
@@ -171,9 +169,9 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
     def _logits(self, X):
         """Scores of every class, ``(n_samples, n_classes)``, before the
         temperature: ``predict_proba`` is their softmax divided by it."""
-        scores = self.decision_function(X)
-        if scores.ndim == 1:  # binary: sigmoid(s) is the softmax of (0, s)
-            return np.column_stack([np.zeros_like(scores), scores])
+        scores = self._validated(X) @ self.coef_.T + self.intercept_
+        if scores.shape[1] == 1:  # binary: sigmoid(s) is the softmax of (0, s)
+            return np.column_stack([np.zeros(len(scores)), scores[:, 0]])
         return scores
 
     def _validated(self, X):
@@ -242,13 +240,20 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
                 raise ValueError(f"support_scatter must be >= 0; got {scatter}.")
             clf.support_scatter_ = float(scatter)
         n_classes = len(clf.classes_)
+        rows = 1 if n_classes == 2 else n_classes
         if "logreg" in meta:
+            # version 1 kept the L-BFGS regression itself, and its coef_ and
+            # intercept_ as copies; the regression's own (float64) values win
             lr = logistic_regression_from_state(meta["logreg"], arrays, n_features=m)
             if list(lr.classes_) != list(clf.classes_):
                 raise ValueError("logistic-regression classes differ from classes.")
+            for key, shape in (("coef", (rows, m)), ("intercept", (rows,))):
+                if key in arrays:
+                    check_array(arrays, key, shape=shape)
+            if "n_iter" in arrays:
+                check_array(arrays, "n_iter", shape=(1,), kinds="iu")
             clf._set_linear(lr.coef_, lr.intercept_, lr.n_iter_)
             return clf
-        rows = 1 if n_classes == 2 else n_classes
         coef = check_array(arrays, "coef", shape=(None, m))
         if len(coef) not in (rows, n_classes):
             raise ValueError(

@@ -325,10 +325,10 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         Classes this classifier predicts (base classes in base mode).
     base_statistics_ : BaseStatistics
         Base-class statistics (fitted, or taken from ``base``).
-    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
-        Linear scores on Tukey-transformed features; one row (second class
-        minus first) with 2 classes.
-    intercept_ : ndarray of shape (1,) or (n_classes,)
+    coef_ : ndarray of shape (n_classes, n_features)
+        Linear scores on Tukey-transformed features (``decision_function``
+        gives their difference with 2 classes).
+    intercept_ : ndarray of shape (n_classes,)
         Intercepts matching ``coef_``.
     temperature_ : float
         Divisor of the scores in ``predict_proba``: from the base statistics

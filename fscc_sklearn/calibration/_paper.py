@@ -158,9 +158,9 @@ default=None
         Classes this classifier predicts (base classes in base mode).
     base_statistics_ : BaseStatistics
         Base-class statistics (fitted, or taken from ``base``).
-    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+    coef_ : ndarray of shape (n_classes, n_features) or (1, n_features)
         Weights of the logistic regression on Tukey-transformed features; one
-        row with 2 classes.
+        row with 2 classes and ``solver="lbfgs"`` (scikit-learn's binary form).
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts matching ``coef_``.
     temperature_ : float
