@@ -32,7 +32,7 @@ def fitted_pipeline(toy_data):
     pipe = Pipeline(
         [
             ("embed", tiny_embedder(max_epochs=8, lr=0.01, module__width=16)),
-            ("clf", CalibratedFewShotClassifier(n_samples=100, random_state=0)),
+            ("clf", CalibratedFewShotClassifier(random_state=0)),
         ]
     )
     return pipe.fit(X_base, y_base)
