@@ -52,7 +52,12 @@ def test_micro_batch_and_batch_size_do_not_change_features(fitted, micro, monkey
     monkeypatch.setattr(embedder_mod, "_CPU_MICRO_BATCH", micro)
     other = copy.deepcopy(emb)
     other.batch_size = 7
-    np.testing.assert_allclose(other.transform(X), expected, rtol=1e-4, atol=1e-5)
+    # other batch shapes pick other float32 kernels: equal to rounding at the
+    # features' own scale, not to an absolute 1e-5
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(
+        other.transform(X), expected, rtol=1e-4, atol=1e-5 * scale
+    )
 
 
 def test_amp_bfloat16_is_close_to_float32(fitted, monkeypatch):
