@@ -440,23 +440,12 @@ def test_version_1_files_load_identically(name, tmp_path):
     expected = np.load(V1 / "expected.npz")
     model, meta = load_model(V1 / f"{name}.safetensors", return_metadata=True)
     assert meta["format_version"] == 1
-    _assert_same_probabilities(model.predict_proba(X), expected[name], name)
+    np.testing.assert_array_equal(model.predict_proba(X), expected[name])
     np.testing.assert_array_equal(model[:-1].transform(X), expected[f"{name}_features"])
     # saving a re-loaded version-1 model writes the current format
     again, meta2 = _roundtrip(model, tmp_path / "v2.safetensors")
     assert meta2["format_version"] == 2 and "structure" not in meta2
     np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
-
-
-def _assert_same_probabilities(got, want, name):
-    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    if name == "bayes_adapted":
-        # 2 classes: the rule now keeps scikit-learn's one-row form, so the two
-        # rows of the version-1 file are subtracted once when loading instead of
-        # at every prediction (the same value up to rounding)
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
-    else:
-        np.testing.assert_array_equal(got, want)
 
 
 def test_version_1_files_are_checked_like_new_ones(tmp_path):
