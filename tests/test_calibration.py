@@ -234,7 +234,8 @@ def test_tukey_transform_log_and_power():
         (
             lambda b: CalibratedFewShotClassifier(base=b).fit(np.ones((2, 5)), [0, 1]),
             ValueError,
-            r"Support features X have 5 feature\(s\); the base statistics have 6",
+            r"Support features have 5 dimensions \(n_features=5\); the base "
+            "statistics have 6",
         ),
         (
             lambda b: CalibratedFewShotClassifier(base=b, k=5).fit(

@@ -139,8 +139,9 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         stats = as_base_statistics(self.base)
         if X.shape[1] != stats.n_features:
             raise ValueError(
-                f"Support features X have {X.shape[1]} feature(s); the base "
-                f"statistics have {stats.n_features}."
+                f"Support features have {X.shape[1]} dimensions "
+                f"(n_features={X.shape[1]}); the base statistics have "
+                f"{stats.n_features}."
             )
         if self.k > len(stats.classes):
             raise ValueError(
