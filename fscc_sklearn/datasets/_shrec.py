@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from sklearn.utils import Bunch
 
+from .._version import __version__
 from ._cache import cache_key, get_data_home, load_npz, save_npz_atomic
 from ._maps import _packaged_maps_digest
 from ._simulate import simulate_subtomograms
@@ -45,9 +46,7 @@ _ARRAYS = ("X", "y", "rotations", "shifts", "defocus")
 
 
 def _library_version() -> str:
-    import fscc_sklearn
-
-    return str(getattr(fscc_sklearn, "__version__", "unknown"))
+    return __version__
 
 
 def _novel_classes(

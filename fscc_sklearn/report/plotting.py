@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io._atomic import atomic_output
+
 __all__ = [
     "matplotlib_available",
     "plot_accuracy_vs_shots",
@@ -44,7 +46,6 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: str | os.PathLike, overwrite: bool) -> Path:
-    from ..io._write import atomic_output
 
     path = Path(path)
     with atomic_output(path, overwrite=overwrite) as tmp:
