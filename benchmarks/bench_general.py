@@ -314,8 +314,8 @@ def model_card(record, training) -> str:
   0.015-0.15 (log-uniform per batch), voxel size 10 Å ± 10 %.
 
 ## Recipe (reproduce with `python benchmarks/train_general.py`)
-Adam, warm-up + cosine schedule, CE + 0.05 SupCon (temperature 0.07), batches of
-16 classes x 4, wedge-safe flips and shifts, seed {tg.SEED}.
+Adam, warm-up + cosine schedule, CE + {tg.SUP_CON_WEIGHT} SupCon (temperature 0.07),
+batches of 16 classes x 4, wedge-safe flips and shifts, seed {tg.SEED}.
 {stages}
 
 ## Evaluation (`benchmarks/bench_general.py`, {record["episodes"]} episodes per cell)
@@ -339,8 +339,8 @@ curve: `benchmarks/results/general.md`.
   model's accuracy still rose with samples seen; at SNR 0.02 it did not
   (benchmarks/results/general.md, learning curve).
 - At very low SNR (0.02) and 1 shot, the default classifier on the shipped
-  statistics lost to (a) (see the table), while a nearest prototype on the same
-  features did not: the statistics were taken at mixed SNRs and pull 1-shot means
+  statistics only ties (a) (see the table; a nearest prototype on the same features
+  is a little better): the statistics were taken at mixed SNRs and pull 1-shot means
   towards the wrong places. Fine-tuning on a base set at your own SNR (d) won at
   every setting.
 - The base statistics describe {tg.N_STAT_CLASSES} of its training classes; with a
