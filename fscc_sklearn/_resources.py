@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+import psutil
 
 __all__ = ["available_memory", "check_memory", "nbytes_of"]
 
@@ -16,36 +15,23 @@ _DEFAULT_FRACTION = 0.9
 def available_memory() -> int | None:
     """Bytes of memory the process can still allocate, or None if unknown.
 
-    Reads ``MemAvailable`` from ``/proc/meminfo`` (Linux: free memory plus
-    reclaimable page cache), else falls back to ``os.sysconf`` free pages.
-    A cgroup limit (containers) is honoured when it is lower.
+    Asks :func:`psutil.virtual_memory` (``available``: free memory plus
+    reclaimable page cache, on every platform psutil supports). A cgroup v2
+    limit (containers), which psutil does not see, is honoured when lower.
 
     Returns
     -------
     n_bytes : int or None
         Available memory in bytes, None when the platform does not tell.
     """
-    avail = _meminfo_available()
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = None
+    try:
+        avail = int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):
+        avail = None
     cgroup = _cgroup_free()
     if cgroup is not None:
         avail = cgroup if avail is None else min(avail, cgroup)
     return avail
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _cgroup_free() -> int | None:
