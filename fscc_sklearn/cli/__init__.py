@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 import warnings
 
 from ._common import Interrupted, UserError
@@ -52,6 +53,11 @@ def _command(spec: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
+# what bad input or a bad file raises: one line on stderr (the traceback with
+# --debug); anything else is a bug and keeps its traceback
+_USER_ERRORS = (UserError, ValueError, TypeError, OSError, MemoryError, ImportError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``fscc``; returns the exit code (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_jobs == 0:
         parser.error("--n-jobs must be a positive number or -1")
     args.argv = argv
+    debug = args.debug or bool(os.environ.get("FSCC_DEBUG"))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -67,25 +74,25 @@ def main(argv: list[str] | None = None) -> int:
             _setup_runtime(args)
             _command(args.func)(args)
         except KeyboardInterrupt as exc:
+            if debug:
+                traceback.print_exc()
             detail = f": {exc}" if isinstance(exc, Interrupted) else ""
             print(f"fscc {args.command}: interrupted{detail}", file=sys.stderr)
             return 130
-        except (
-            UserError,
-            ValueError,
-            FileNotFoundError,
-            FileExistsError,
-            NotADirectoryError,
-            IsADirectoryError,
-            PermissionError,
-            ImportError,
-        ) as exc:
-            if os.environ.get("FSCC_DEBUG"):
-                raise
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            print(f"fscc {args.command}: error: {message}", file=sys.stderr)
+        except _USER_ERRORS as exc:
+            if debug:
+                traceback.print_exc()
+            print(f"fscc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (its type when it has none)."""
+    message = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError):
+        return "out of memory" + (f": {message}" if message else "")
+    return message or type(exc).__name__
 
 
 def _setup_runtime(args) -> None:

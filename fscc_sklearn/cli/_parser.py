@@ -8,230 +8,23 @@ parsing.
 from __future__ import annotations
 
 import argparse
-import textwrap
 
-import numpy as np
+from ._args import (
+    _RECIPES,
+    DEFAULT_MODEL,
+    DEMO_TRAINING,
+    _add,
+    _common,
+    _data_args,
+    _debug_arg,
+    _episode_args,
+    _positive_float,
+    _positive_int,
+    _resample_arg,
+    _training_args,
+)
 
-DEFAULT_MODEL = "fscc_model.safetensors"
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number, got '{text}'"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def _common(sub, *, seed=True, device=True):
-    sub.add_argument(
-        "--quiet",
-        "-q",
-        action="store_true",
-        help="no progress bars or notes (results and warnings are still printed)",
-    )
-    sub.add_argument(
-        "--force",
-        action="store_true",
-        help="replace existing output files (in output folders: the files an "
-        "earlier run wrote)",
-    )
-    if seed:
-        sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    if device:
-        sub.add_argument(
-            "--device",
-            default="auto",
-            help="torch device: auto (CUDA if present), cpu, cuda, cuda:1",
-        )
-    sub.add_argument(
-        "--n-jobs",
-        type=int,
-        default=None,
-        help="CPU threads for torch and simulation, parallel episodes (-1: all "
-        "cores; default: torch's own thread count, one episode at a time)",
-    )
-
-
-# the readers' formats (fscc_sklearn.io.PARTICLE_LIST_FORMATS, which a test
-# compares), written out so that building the parser imports no library code
-_LIST_FORMATS = ("shrec19", "shrec21", "star", "csv")
-
-
-def _data_args(sub, *, labels_required: bool, model: bool = True):
-    sub.add_argument(
-        "data",
-        nargs="?",
-        default=None,
-        help="folder of MRC subtomograms or an MRC stack (.mrcs)",
-    )
-    sub.add_argument(
-        "--labels",
-        help="CSV (subtomogram,label) or STAR (_rlnImageName, _fsccLabel) table, "
-        "may label a subset of the files; default: labels.csv/.star in the DATA "
-        "folder" + ("" if labels_required else " (optional: to report accuracy)"),
-    )
-    sub.add_argument("--tomogram", help="tomogram MRC to extract particles from")
-    sub.add_argument(
-        "--particles", help="particle list (SHREC, STAR or CSV) for --tomogram"
-    )
-    sub.add_argument(
-        "--format",
-        choices=("auto", *_LIST_FORMATS),
-        default="auto",
-        help="format of --particles (default auto: from the extension and "
-        "content; a SHREC list whose axis order the file does not decide is "
-        "refused: then give shrec19 (pdb_id Z Y X ...) or shrec21 (class x y z ...))",
-    )
-    sub.add_argument(
-        "--box",
-        type=_positive_int,
-        help="box edge cut from --tomogram, in its voxels"
-        + (
-            " (default: the model's; another box needs --resample)"
-            if model
-            else " (required with --tomogram)"
-        ),
-    )
-    sub.add_argument(
-        "--edge",
-        choices=("skip", "pad"),
-        default="skip",
-        help="particles whose box crosses the tomogram edge: skip them (default, "
-        "named in a warning) or pad the missing voxels with the mean of the part "
-        "of the box inside the tomogram",
-    )
-    sub.add_argument(
-        "--voxel-size",
-        type=_positive_float,
-        help="voxel size in Angstrom when the MRC header has none",
-    )
-    sub.add_argument(
-        "--classes",
-        help="comma-separated classes to keep (default: all; needs labels)",
-    )
-
-
-def _resample_arg(sub):
-    sub.add_argument(
-        "--resample",
-        action="store_true",
-        help="resample subtomograms whose box or voxel size differ from the model's "
-        "(refused by default); from --tomogram, cut the box covering the model's "
-        "physical box size",
-    )
-
-
-# the names of fscc_sklearn.embedding's recipes (a test compares), written out
-# so that building the parser imports no library code
-_RECIPES = ("paper", "transfer")
-
-# the demo's own training settings, for a run of a few minutes: applied by
-# ``fscc demo --pretrain`` to the options not given (with --recipe: the width)
-DEMO_TRAINING = {"epochs": 10, "width": 16, "batch_size": 128}
-
-
-def _training_args(sub, *, demo: bool = False):
-    """Training options; unset ones take Conv6Embedder's defaults (the demo has
-    its own, for a few-minute run)."""
-
-    def default(name):
-        if demo and name == "width":
-            return f"default {DEMO_TRAINING[name]}"
-        if demo and name in DEMO_TRAINING:
-            return f"default {DEMO_TRAINING[name]} without --recipe"
-        return "default: Conv6Embedder's"
-
-    g = sub.add_argument_group("pre-training")
-    g.add_argument(
-        "--recipe",
-        choices=_RECIPES,
-        help="a named pre-training recipe (fscc_sklearn.pretraining_recipe): "
-        "paper (Gao et al. 2022) or transfer (Conv6Embedder's defaults); the "
-        "options below override it (default: "
-        + ("the demo's settings)" if demo else "Conv6Embedder's defaults)"),
-    )
-    g.add_argument("--epochs", type=_positive_int, help=f"epochs ({default('epochs')})")
-    g.add_argument(
-        "--width",
-        type=_positive_int,
-        help=f"channels of every Conv-6 block ({default('width')})",
-    )
-    g.add_argument(
-        "--lr", type=_positive_float, help=f"Adam learning rate ({default('lr')})"
-    )
-    g.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        help=f"batch size ({default('batch_size')})",
-    )
-    g.add_argument(
-        "--sup-con-weight",
-        type=float,
-        help=f"weight lambda of the SupCon loss ({default('sup_con_weight')})",
-    )
-    g.add_argument(
-        "--temperature",
-        type=_positive_float,
-        help=f"SupCon temperature ({default('temperature')})",
-    )
-    g.add_argument(
-        "--lowpass",
-        type=float,
-        default=None,
-        help="low-pass cutoff (fraction of Nyquist) before normalising",
-    )
-
-
-def _episode_args(sub, *, shots=(1, 5)):
-    g = sub.add_argument_group("episodes")
-    g.add_argument(
-        "--way", type=_positive_int, default=5, help="classes per episode (5)"
-    )
-    g.add_argument(
-        "--shots",
-        type=_positive_int,
-        nargs="+",
-        default=list(shots),
-        help="labelled examples per class, one or more (1 5)",
-    )
-    g.add_argument(
-        "--queries", type=_positive_int, default=15, help="queries per class (15)"
-    )
-    g.add_argument(
-        "--episodes",
-        type=_positive_int,
-        default=100,
-        help="episodes per setting (100)",
-    )
-
-
-def _add(subparsers, name, func, help, description, examples):
-    sub = subparsers.add_parser(
-        name,
-        help=help,
-        description=textwrap.fill(description, 79),
-        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub.set_defaults(func=func)
-    return sub
+__all__ = ["DEFAULT_MODEL", "DEMO_TRAINING", "_RECIPES", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,8 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
         "examples, predict and evaluate.",
         epilog="Run 'fscc COMMAND --help' for the options and examples of a command.",
     )
+    _debug_arg(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # one function per command, in the order of --help
+    _simulate_command(sub)
+    _pretrain_command(sub)
+    _adapt_command(sub)
+    _predict_command(sub)
+    _evaluate_command(sub)
+    _demo_command(sub)
+    return parser
 
+
+def _simulate_command(sub) -> None:
     p = _add(
         sub,
         "simulate",
@@ -270,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--snr",
-        type=float,
+        type=_positive_float,
         default=None,
         help="signal-to-noise ratio (default: the loader's, load_shrec21_like or "
         "load_shrec19_like)",
@@ -296,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-format", choices=("csv", "star"), default="csv")
     _common(p, device=False)
 
+
+def _pretrain_command(sub) -> None:
     p = _add(
         sub,
         "pretrain",
@@ -321,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     _training_args(p)
     _common(p)
 
+
+def _adapt_command(sub) -> None:
     p = _add(
         sub,
         "adapt",
@@ -361,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     _resample_arg(p)
     _common(p)
 
+
+def _predict_command(sub) -> None:
     p = _add(
         sub,
         "predict",
@@ -408,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
 
+
+def _evaluate_command(sub) -> None:
     p = _add(
         sub,
         "evaluate",
@@ -429,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     _episode_args(p)
     _common(p)
 
+
+def _demo_command(sub) -> None:
     p = _add(
         sub,
         "demo",
@@ -470,4 +284,3 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _training_args(p, demo=True)
     _common(p)
-    return parser
