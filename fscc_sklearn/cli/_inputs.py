@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -109,11 +109,28 @@ def volume_digests(X: np.ndarray) -> list[str]:
 
 
 def _split_name(name: str) -> tuple[str, int]:
-    """``'3@stack.mrcs'`` -> ``('stack.mrcs', 2)``; ``'a.mrc'`` -> ``('a.mrc', 0)``."""
+    """``'3@stack.mrcs'`` -> ``('stack.mrcs', 2)``; ``'./a.mrc'`` -> ``('a.mrc', 0)``.
+
+    The whole relative path is kept (only ``./`` and ``\\`` are normalised):
+    ``../elsewhere/s0.mrc`` names another file than ``s0.mrc``.
+    """
     head, sep, tail = name.partition("@")
     if sep and head.isdigit() and int(head) >= 1:
-        return Path(tail).name, int(head) - 1
-    return Path(name).name, 0
+        return _relative(tail), int(head) - 1
+    return _relative(name), 0
+
+
+def _relative(name: str) -> str:
+    return PurePosixPath(name.strip().replace("\\", "/")).as_posix().removeprefix("./")
+
+
+def _key_of_file(filename: str, path: Path) -> str:
+    """A subtomogram file's name as a labels table gives it: relative to DATA."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        return Path(filename).relative_to(folder).as_posix()
+    except ValueError:
+        return Path(filename).name
 
 
 def _default_labels_file(data: Path) -> Path | None:
@@ -198,7 +215,7 @@ def _match(table: LabelsTable, sub, names: list[str], path: Path) -> np.ndarray:
         keys[key] = row
     order = np.empty(n, dtype=np.int64)
     for i, (f, idx) in enumerate(zip(sub.filenames, sub.index_in_file, strict=True)):
-        order[i] = keys.pop((Path(f).name, int(idx)), -1)
+        order[i] = keys.pop((_key_of_file(f, path), int(idx)), -1)
     if keys:
         row = min(keys.values())
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 import numpy as np
@@ -13,7 +14,9 @@ from ._table import (
     _find_angle_columns,
     _finite_coords,
     _number,
+    check_unique_columns,
     label_column_index,
+    read_text,
 )
 
 __all__ = ["read_csv_particles"]
@@ -50,13 +53,14 @@ def read_csv_particles(
     """
     p = _check_file(path)
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with io.StringIO(read_text(p), newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             while header is not None and not any(h.strip() for h in header):
                 header = next(reader, None)
             if header is None:
                 raise ValueError(f"CSV file '{p}' is empty; expected a header row")
+            check_unique_columns(header, f"CSV file '{p}'")
             cols = [h.strip().lower() for h in header]
             missing = [c for c in "xyz" if c not in cols]
             if missing:
@@ -93,8 +97,6 @@ def read_csv_particles(
                             for i in angle_idx
                         ]
                     )
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"CSV file '{p}' is not UTF-8 text: {exc}") from exc
     except csv.Error as exc:
         raise ValueError(f"CSV file '{p}' is malformed: {exc}") from exc
     return ParticleTable(

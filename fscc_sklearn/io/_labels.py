@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,8 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ._star import _STAR_XYZ, read_star_blocks
-from ._table import STAR_LABEL_COLUMNS, label_column_index
+from ._relion import _STAR_XYZ
+from ._star import read_star_blocks
+from ._table import (
+    STAR_LABEL_COLUMNS,
+    _number,
+    check_unique_columns,
+    label_column_index,
+    read_text,
+)
 from ._write import _table_format, _write_columns
 
 __all__ = ["LabelsTable", "read_labels_table", "write_labels_table"]
@@ -96,13 +104,17 @@ def read_labels_table(
         return _read_star_labels(p, label_column)
     if p.suffix.lower() != ".csv":
         raise ValueError(f"Labels file '{p}': expected a .csv or .star file.")
-    with open(p, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
+    with io.StringIO(read_text(p), newline="") as f:
+        try:
+            rows = list(csv.reader(f))
+        except csv.Error as exc:
+            raise ValueError(f"Labels file '{p}' is malformed: {exc}") from exc
     rows = [
         (i, r) for i, r in enumerate(rows, start=1) if r and any(c.strip() for c in r)
     ]
     if not rows:
         raise ValueError(f"Labels file '{p}' is empty.")
+    check_unique_columns(rows[0][1], f"Labels file '{p}'")
     header = [c.strip().lower() for c in rows[0][1]]
     label_col = label_column_index(
         header, label_column, star=False, where=f"Labels file '{p}'"
@@ -132,10 +144,7 @@ def read_labels_table(
 
 
 def _float(text: str, p: Path, lineno: int) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{p}, line {lineno}: {text!r} is not a number.") from None
+    return _number(text.strip(), "a coordinate", p, lineno)
 
 
 def _read_star_labels(p: Path, label_column: str | None) -> LabelsTable:

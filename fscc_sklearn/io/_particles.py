@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ._csv import read_csv_particles
+from ._relion import (
+    RelionTomogram,
+    SeveralTomogramsError,
+    read_relion_tomograms,
+    read_star,
+)
 from ._shrec import (
     SHREC_NON_PARTICLES,
     _looks_like_shrec,
@@ -12,7 +19,7 @@ from ._shrec import (
     read_shrec19,
     read_shrec21,
 )
-from ._star import StarBlock, read_star, read_star_blocks
+from ._star import StarBlock, read_star_blocks
 from ._table import (
     ANGLE_CONVENTIONS,
     PARTICLE_LIST_FORMATS,
@@ -30,10 +37,13 @@ __all__ = [
     "SHREC_NON_PARTICLES",
     "ParticleListFormatError",
     "ParticleTable",
+    "RelionTomogram",
+    "SeveralTomogramsError",
     "StarBlock",
     "detect_particle_list_format",
     "read_csv_particles",
     "read_particle_list",
+    "read_relion_tomograms",
     "read_shrec19",
     "read_shrec21",
     "read_star",
@@ -102,6 +112,10 @@ def read_particle_list(
     format: str = "auto",
     *,
     label_column: str | None = None,
+    voxel_size: float | None = None,
+    tomogram_shape: tuple[int, int, int] | None = None,
+    tomo_name: str | None = None,
+    tomograms_star: str | os.PathLike | None = None,
 ) -> ParticleTable:
     """Read a particle list in any supported format.
 
@@ -116,6 +130,17 @@ def read_particle_list(
     label_column : str, optional
         Label column for STAR and CSV files (see :func:`read_star` and
         :func:`read_csv_particles`); not allowed for SHREC lists.
+    voxel_size : float, optional
+        Voxel size (Angstrom) of the tomogram being cut. STAR files in
+        Angstrom (RELION 5) or with a stated pixel size are converted to its
+        voxels (see :func:`read_star`); SHREC and CSV lists are voxels already
+        and are only tagged with it.
+    tomogram_shape : tuple of int, optional
+        ``(Z, Y, X)`` shape of that tomogram (places RELION 5 coordinates).
+    tomo_name : str, optional
+        For STAR files spanning several tomograms: the one to keep.
+    tomograms_star : str or path-like, optional
+        RELION 5 ``tomograms.star`` for STAR files.
 
     Returns
     -------
@@ -151,13 +176,28 @@ def read_particle_list(
         )
     if format == "auto":
         format = detect_particle_list_format(path)
+    star_only = {"tomo_name": tomo_name, "tomograms_star": tomograms_star}
+    given = sorted(k for k, v in star_only.items() if v is not None)
+    if format != "star" and given:
+        raise ValueError(f"{given} apply to STAR files only, not format {format!r}")
     if format in ("shrec19", "shrec21"):
         if label_column is not None:
             raise ValueError(
                 f"label_column is not used by format {format!r}; the label is "
                 "always the first field"
             )
-        return _read_shrec(path, format)
-    if format == "star":
-        return read_star(path, label_column=label_column)
-    return read_csv_particles(path, label_column=label_column)
+        table = _read_shrec(path, format)
+    elif format == "star":
+        return read_star(
+            path,
+            label_column=label_column,
+            voxel_size=voxel_size,
+            tomogram_shape=tomogram_shape,
+            tomo_name=tomo_name,
+            tomograms_star=tomograms_star,
+        )
+    else:
+        table = read_csv_particles(path, label_column=label_column)
+    if voxel_size is None:
+        return table
+    return dataclasses.replace(table, voxel_size=float(voxel_size))

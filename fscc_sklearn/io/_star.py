@@ -1,4 +1,12 @@
-"""RELION-style STAR files: data blocks, loops, particle coordinates."""
+"""STAR files through ``starfile`` (teamtomo), with our checks on top.
+
+``starfile`` parses the values; a light scan of the file first checks what
+``starfile`` lets pass silently (a repeated block or column, a short row,
+text that is not UTF-8) and records each row's line, so every error names the
+file, the line and the column. A value that ``starfile`` reads differently
+from the file (it cuts an unquoted ``a#b`` at the ``#``) is refused rather
+than kept half.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import starfile
 
-from ._table import (
-    ParticleTable,
-    _check_file,
-    _find_angle_columns,
-    _finite_coords,
-    _number,
-    _read_lines,
-    label_column_index,
-)
+from ._table import _check_file, _read_lines
 
-__all__ = ["StarBlock", "read_star", "read_star_blocks"]
-
-_STAR_XYZ = ("_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ")
+__all__ = ["StarBlock", "read_star_blocks"]
 
 _STAR_TOKEN = re.compile(r"""'([^']*)'|"([^"]*)"|(\S+)""")
+
+#: Values ``starfile`` (pandas) turns into NaN in a column read as text.
+_STARFILE_NA = frozenset({"nan", "NaN", "<NA>"})
 
 
 @dataclass
@@ -46,44 +48,38 @@ class StarBlock:
     values: dict[str, str] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[int, list[str]]] = field(default_factory=list)
+    line: int = 0
+    column_lines: list[int] = field(default_factory=list)
+
+    def column(self, name: str) -> list[str]:
+        """The values of one loop column, as text."""
+        k = self.columns.index(name)
+        return [r[k] for _, r in self.rows]
 
 
 def _star_tokens(line: str) -> list[str]:
     return [a or b or c for a, b, c in _STAR_TOKEN.findall(line)]
 
 
-def read_star_blocks(path: str | os.PathLike) -> list[StarBlock]:
-    """Parse a STAR file into its data blocks.
-
-    Supports ``data_`` blocks holding ``_key value`` items and at most one
-    ``loop_`` each, ``#`` comment lines, and single- or double-quoted values.
-    Multi-line (semicolon-delimited) values are not supported.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The STAR file.
-
-    Returns
-    -------
-    blocks : list of StarBlock
-        The blocks in file order.
-
-    Raises
-    ------
-    ValueError
-        If the file has no ``data_`` block, a loop row has the wrong number of
-        values, or the syntax is not understood (the message names the line).
-    """
-    p = _check_file(path)
+def _scan(p: Path) -> list[StarBlock]:
+    """Blocks, loop columns and rows with their line numbers; structure checks."""
     blocks: list[StarBlock] = []
+    seen: dict[str, int] = {}
     in_loop = False  # reading loop column names or rows
     for lineno, line in enumerate(_read_lines(p), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         if stripped.startswith("data_"):
-            blocks.append(StarBlock(name=stripped.split()[0][len("data_") :]))
+            name = stripped.split()[0][len("data_") :]
+            if name in seen:
+                raise ValueError(
+                    f"STAR file '{p}', line {lineno}: block 'data_{name}' appears "
+                    f"twice (lines {seen[name]} and {lineno}); expected each block "
+                    "once"
+                )
+            seen[name] = lineno
+            blocks.append(StarBlock(name=name, line=lineno))
             in_loop = False
             continue
         if not blocks:
@@ -92,15 +88,16 @@ def read_star_blocks(path: str | os.PathLike) -> list[StarBlock]:
                 "not a STAR file?"
             )
         block = blocks[-1]
+        where = f"STAR file '{p}', line {lineno}, block 'data_{block.name}'"
         if stripped.startswith(";"):
             raise ValueError(
                 f"{p}, line {lineno}: multi-line ';' values are not supported"
             )
         if stripped == "loop_" or stripped.startswith("loop_ "):
-            if block.columns:
+            if block.columns or block.values:
                 raise ValueError(
-                    f"{p}, line {lineno}: block 'data_{block.name}' has a second "
-                    "loop_; expected at most one per block"
+                    f"{where}: a second loop_ or a loop_ after '_key value' items; "
+                    "expected one loop or only items per block (as RELION writes)"
                 )
             in_loop = True
             continue
@@ -114,13 +111,27 @@ def read_star_blocks(path: str | os.PathLike) -> list[StarBlock]:
                     raise ValueError(
                         f"{p}, line {lineno}: malformed loop column {stripped!r}"
                     )
+                if tokens[0] in block.columns:
+                    first = block.column_lines[block.columns.index(tokens[0])]
+                    raise ValueError(
+                        f"{where}: column {tokens[0]} appears twice (lines {first} "
+                        f"and {lineno}); expected each column once"
+                    )
                 block.columns.append(tokens[0])
+                block.column_lines.append(lineno)
                 continue
+            if block.columns:
+                raise ValueError(
+                    f"{where}: '_key value' item {tokens[0]} after the loop; "
+                    "expected one loop or only items per block"
+                )
             in_loop = False
             if len(tokens) != 2:
                 raise ValueError(
                     f"{p}, line {lineno}: expected '_key value', got {stripped!r}"
                 )
+            if tokens[0] in block.values:
+                raise ValueError(f"{where}: item {tokens[0]} appears twice")
             block.values[tokens[0]] = tokens[1]
             continue
         if not in_loop or not block.columns:
@@ -138,134 +149,90 @@ def read_star_blocks(path: str | os.PathLike) -> list[StarBlock]:
     return blocks
 
 
-def _pick_star_block(p: Path, blocks: list[StarBlock], block: str | None) -> StarBlock:
-    if block is not None:
-        name = block[len("data_") :] if block.startswith("data_") else block
-        for b in blocks:
-            if b.name == name:
-                return b
-        raise ValueError(
-            f"STAR file '{p}' has no block 'data_{name}'; blocks are "
-            f"{['data_' + b.name for b in blocks]}"
-        )
-    with_coords = [b for b in blocks if _STAR_XYZ[0] in b.columns]
-    if not with_coords:
-        raise ValueError(
-            f"STAR file '{p}' has no loop with column {_STAR_XYZ[0]}; blocks are "
-            f"{['data_' + b.name for b in blocks]}"
-        )
-    named = [b for b in with_coords if b.name == "particles"]
-    if named:
-        return named[0]
-    if len(with_coords) > 1:
-        raise ValueError(
-            f"STAR file '{p}' has several blocks with coordinates "
-            f"{['data_' + b.name for b in with_coords]}; pass block= to choose"
-        )
-    return with_coords[0]
+def _starfile_values(p: Path, blocks: list[StarBlock]) -> None:
+    """Read the values with ``starfile`` and check it agrees with the scan.
+
+    The rows of every loop block are replaced by ``starfile``'s values (read
+    as text, so ``0010`` stays ``0010``); a cell ``starfile`` reads
+    differently from the file is an error naming its line and column.
+    """
+    loops = [b for b in blocks if b.rows]
+    if not loops:
+        return
+    as_text = sorted({c[1:] for b in loops for c in b.columns})
+    try:
+        parsed = starfile.read(p, always_dict=True, parse_as_string=as_text)
+    except Exception as exc:  # pandas' parser errors have many types
+        raise ValueError(f"STAR file '{p}': starfile cannot read it: {exc}") from exc
+    for b in loops:
+        df = parsed.get(b.name)
+        if df is None or not hasattr(df, "columns"):
+            raise ValueError(
+                f"STAR file '{p}': starfile finds no loop in block 'data_{b.name}' "
+                f"(line {b.line})"
+            )
+        if list(df.columns) != [c[1:] for c in b.columns] or len(df) != len(b.rows):
+            raise ValueError(
+                f"STAR file '{p}', block 'data_{b.name}': starfile reads "
+                f"{len(df)} rows of {list(df.columns)}, the file has {len(b.rows)} "
+                f"rows of {[c[1:] for c in b.columns]}"
+            )
+        cells = df.to_numpy(dtype=object)
+        rows = []
+        for (lineno, tokens), values in zip(b.rows, cells, strict=True):
+            row = []
+            for token, value, column in zip(tokens, values, b.columns, strict=True):
+                if not isinstance(value, str):
+                    # pandas' NA for 'nan' / '<NA>': the file's text is kept
+                    if token not in _STARFILE_NA or not _is_na(value):
+                        _disagree(p, lineno, column, token, value)
+                    value = token
+                elif value != token:
+                    _disagree(p, lineno, column, token, value)
+                row.append(value)
+            rows.append((lineno, row))
+        b.rows = rows
 
 
-def read_star(
-    path: str | os.PathLike,
-    *,
-    label_column: str | None = None,
-    block: str | None = None,
-) -> ParticleTable:
-    """Read particle coordinates from a RELION-style STAR file.
+def _is_na(value) -> bool:
+    try:
+        return bool(value is None or np.isnan(value))
+    except TypeError:
+        return str(value) == "<NA>"
 
-    The particle block is ``block`` if given, else ``data_particles`` if present
-    (RELION 3.1+ files, whose ``data_optics`` block is ignored), else the only
-    block whose loop has a ``_rlnCoordinateX`` column (e.g. a bare ``data_``
-    block of RELION 3.0 and earlier). Coordinates are taken from
-    ``_rlnCoordinateX/Y/Z`` as-is (voxels). Angles are read when one of the
-    column triplets of :data:`ANGLE_CONVENTIONS` is present (``_rlnAngleRot``,
-    ``_rlnAngleTilt``, ``_rlnAnglePsi`` for RELION).
+
+def _disagree(p: Path, lineno: int, column: str, token: str, value) -> None:
+    raise ValueError(
+        f"{p}, line {lineno}: column {column} holds {token!r} but starfile reads "
+        f"{value!r}; quote the value (\"...\") if it contains '#'"
+    )
+
+
+def read_star_blocks(path: str | os.PathLike) -> list[StarBlock]:
+    """Parse a STAR file into its data blocks (values read by ``starfile``).
+
+    Supports ``data_`` blocks holding either ``_key value`` items or one
+    ``loop_``, ``#`` comment lines, and single- or double-quoted values.
+    Multi-line (semicolon-delimited) values are not supported.
 
     Parameters
     ----------
     path : str or path-like
         The STAR file.
-    label_column : str, optional
-        Loop column holding the labels, with or without the leading
-        underscore. By default ``_fsccLabel`` or ``_rlnClassNumber``, whichever
-        is present (an error if both are); no labels if neither is. The same
-        rule as :func:`~fscc_sklearn.io.read_labels_table`.
-    block : str, optional
-        Name of the data block to read (``"particles"`` or
-        ``"data_particles"``).
 
     Returns
     -------
-    table : ParticleTable
-        Coordinates ``(x, y, z)``, labels as strings (or None) and angles (or
-        None).
+    blocks : list of StarBlock
+        The blocks in file order.
 
     Raises
     ------
     ValueError
-        If no suitable block exists, coordinate or label columns are missing,
-        or a row is malformed (the message names the line).
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> text = '''data_optics
-    ... loop_
-    ... _rlnOpticsGroup
-    ... 1
-    ...
-    ... data_particles
-    ... loop_
-    ... _rlnCoordinateX #1
-    ... _rlnCoordinateY #2
-    ... _rlnCoordinateZ #3
-    ... _rlnClassNumber #4
-    ... 10 20 30 2
-    ... '''
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = os.path.join(tmp, "particles.star")
-    ...     with open(path, "w") as f:
-    ...         _ = f.write(text)
-    ...     table = read_star(path)
-    >>> table.coords.tolist(), table.labels.tolist()
-    ([[10.0, 20.0, 30.0]], ['2'])
+        If the file is not UTF-8, has no ``data_`` block, repeats a block, a
+        column or an item, a loop row has the wrong number of values, or the
+        syntax is not understood (the message names the file and the line).
     """
     p = _check_file(path)
-    b = _pick_star_block(p, read_star_blocks(p), block)
-    missing = [c for c in _STAR_XYZ if c not in b.columns]
-    if missing:
-        raise ValueError(
-            f"STAR file '{p}', block 'data_{b.name}': missing column(s) {missing}; "
-            f"columns are {b.columns}"
-        )
-    xyz_idx = [b.columns.index(c) for c in _STAR_XYZ]
-
-    label_idx = label_column_index(
-        b.columns,
-        label_column,
-        star=True,
-        where=f"STAR file '{p}', block 'data_{b.name}'",
-    )
-
-    convention, angle_idx = _find_angle_columns(b.columns, "_", False)
-
-    coords, labels, angles = [], [], []
-    for lineno, tokens in b.rows:
-        xyz = [
-            _number(tokens[i], _STAR_XYZ[k], p, lineno) for k, i in enumerate(xyz_idx)
-        ]
-        coords.append(_finite_coords(xyz, p, lineno))
-        if label_idx is not None:
-            labels.append(tokens[label_idx])
-        if angle_idx is not None:
-            angles.append(
-                [_number(tokens[i], "an angle", p, lineno) for i in angle_idx]
-            )
-    return ParticleTable(
-        coords=np.array(coords, dtype=np.float64).reshape(-1, 3),
-        labels=None if label_idx is None else np.array(labels, dtype=object),
-        angles=None if angle_idx is None else np.array(angles).reshape(-1, 3),
-        angle_convention=convention,
-        source=str(p),
-        format="star",
-    )
+    blocks = _scan(p)
+    _starfile_values(p, blocks)
+    return blocks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,16 @@ class ParticleTable:
         Path of the file the table was read from.
     format : str or None
         Format the file was parsed as (one of :data:`PARTICLE_LIST_FORMATS`).
+    tomograms : ndarray of shape (n,), dtype object, or None
+        Tomogram of each particle as named in the file (``rlnTomoName``,
+        ``rlnMicrographName``, a copick run), or None when the file does not
+        say.
+    voxel_size : float or None
+        Voxel size in Angstrom of the tomogram the coordinates are voxels of,
+        when the file (or the caller) states it; None when unknown.
+    rows : ndarray of shape (n,), int, or None
+        0-based row of each particle among the data rows of its file (or
+        block), so a writer can copy that row's other columns.
     """
 
     coords: np.ndarray
@@ -102,6 +113,9 @@ class ParticleTable:
     skipped_lines: tuple[int, ...] = field(default=())
     source: str | None = None
     format: str | None = None
+    tomograms: np.ndarray | None = None
+    voxel_size: float | None = None
+    rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         coords = np.asarray(self.coords, dtype=np.float64)
@@ -132,6 +146,23 @@ class ParticleTable:
                     f"when angles are given, got {self.angle_convention!r}"
                 )
             object.__setattr__(self, "angles", angles)
+        for name, dtype in (("tomograms", object), ("rows", np.int64)):
+            values = getattr(self, name)
+            if values is not None:
+                values = np.asarray(values, dtype=dtype)
+                if values.shape != (n,):
+                    raise ValueError(
+                        f"ParticleTable {name} must have shape ({n},), got "
+                        f"{values.shape}"
+                    )
+                object.__setattr__(self, name, values)
+        if self.voxel_size is not None and not (
+            math.isfinite(self.voxel_size) and self.voxel_size > 0
+        ):
+            raise ValueError(
+                f"ParticleTable voxel_size must be a positive number (Angstrom) or "
+                f"None, got {self.voxel_size!r}"
+            )
 
     def __len__(self) -> int:
         return self.coords.shape[0]
@@ -185,25 +216,76 @@ def _check_file(path: str | os.PathLike) -> Path:
 
 
 def _read_lines(p: Path) -> list[str]:
-    """Lines of a text file, split only at ``\\n``, ``\\r\\n`` or ``\\r``."""
+    """Lines of a UTF-8 text file, split only at ``\\n``, ``\\r\\n`` or ``\\r``."""
+    data = p.read_bytes()
     try:
-        # Not str.splitlines(), which also splits at form feeds and other
-        # control characters that may legitimately sit inside a quoted value.
-        with open(p, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f]
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"Particle list '{p}' is not a UTF-8 text file: {exc}"
-        ) from exc
+        raise ValueError(decode_error_message(p, data, exc)) from None
+    # Not str.splitlines(), which also splits at form feeds and other
+    # control characters that may legitimately sit inside a quoted value.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def decode_error_message(p: Path, data: bytes, exc: UnicodeDecodeError) -> str:
+    """``'<file>', line <n>: not UTF-8 text (byte 0x.. ...)`` for a decoding error."""
+    lineno = data.count(b"\n", 0, exc.start) + 1
+    bad = data[exc.start : exc.end].hex(" ")
+    return (
+        f"'{p}', line {lineno}: not UTF-8 text (byte(s) 0x{bad}: {exc.reason}); "
+        "save the file as UTF-8"
+    )
+
+
+def read_text(p: Path) -> str:
+    """A UTF-8 text file's content; a decoding error names the file and line."""
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(decode_error_message(p, data, exc)) from None
+
+
+def check_unique_columns(header: list[str], where: str) -> None:
+    """Refuse a header naming a column twice (case and spaces ignored)."""
+    seen: dict[str, int] = {}
+    for k, name in enumerate(header, start=1):
+        key = name.strip().lower()
+        if key in seen:
+            raise ValueError(
+                f"{where}: column {name.strip()!r} appears twice (columns "
+                f"{seen[key]} and {k}); expected each column once"
+            )
+        seen[key] = k
+
+
+# ASCII decimal numbers only: float() would also take '１２' (full-width
+# digits), '1_000' (Python's digit grouping) and surrounding whitespace.
+_ASCII_NUMBER = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)",
+    re.IGNORECASE | re.ASCII,
+)
+
+
+def parse_number(token: str) -> float | None:
+    """``float(token)`` for an ASCII decimal number, None for anything else."""
+    if not _ASCII_NUMBER.fullmatch(token):
+        return None
+    return float(token)
 
 
 def _number(token: str, what: str, p: Path, lineno: int) -> float:
-    try:
-        return float(token)
-    except ValueError:
+    value = parse_number(token)
+    if value is None:
         raise ValueError(
-            f"{p}, line {lineno}: expected a number for {what}, got {token!r}"
-        ) from None
+            f"{p}, line {lineno}: expected a number for {what}, got {token!r} "
+            "(ASCII decimal digits, e.g. 12.5 or 1e3)"
+        )
+    return value
 
 
 def _finite_coords(values, p: Path, lineno: int) -> list[float]:

@@ -167,7 +167,8 @@ def _table_format(path: Path, format: str) -> str:
 def _star_value(value: str, column: str) -> str:
     if "\n" in value or "\r" in value:
         raise ValueError(f"STAR value {value!r} of column {column} contains a newline")
-    if value and not re.search(r"\s", value) and not _STAR_RESERVED.match(value):
+    # '#' is quoted anywhere: starfile (pandas) cuts an unquoted a#b at the '#'
+    if value and not re.search(r"[\s#]", value) and not _STAR_RESERVED.match(value):
         return value
     if '"' not in value:
         return f'"{value}"'
