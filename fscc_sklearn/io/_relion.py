@@ -291,7 +291,8 @@ def read_star(
     Examples
     --------
     >>> import tempfile, os
-    >>> text = "data_\nloop_\n_rlnCoordinateX\n_rlnCoordinateY\n_rlnCoordinateZ\n10 20 30\n"
+    >>> columns = ["_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ"]
+    >>> text = "\\n".join(["data_", "loop_", *columns, "10 20 30", ""])
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     path = os.path.join(tmp, "particles.star")
     ...     with open(path, "w") as f:
