@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+from pathlib import Path
 
 import numpy as np
 
 from .._progress import bars_enabled, progress_bar
-from ..io import ParticleListFormatError, read_particle_list
+from ..io import (
+    ParticleListFormatError,
+    SeveralTomogramsError,
+    read_particle_list,
+)
 from ..model_selection import unfreeze
 from ..persistence._model_file import check_model_input, load_model
 from ..report.plotting import matplotlib_available
@@ -33,14 +38,30 @@ def _load_model(args, path):
 
 
 def _particle_table(args):
-    """The --particles list, read in --format (auto: only when the file decides)."""
+    """The --particles list, read in --format (auto: only when the file decides),
+    in voxels of --tomogram (STAR files in Angstrom or with a stated pixel size
+    are converted with its voxel size and shape)."""
+    shape, header_vs = tomogram_info(args.tomogram)
+    options = {
+        "voxel_size": _voxel_size(header_vs, args.voxel_size, args.tomogram),
+        "tomogram_shape": shape,
+    }
+    if getattr(args, "tomo_name", None) or getattr(args, "tomograms_star", None):
+        options.update(tomo_name=args.tomo_name, tomograms_star=args.tomograms_star)
     try:
-        return read_particle_list(args.particles, format=args.format)
+        return read_particle_list(args.particles, format=args.format, **options)
     except ParticleListFormatError as exc:
         choices = " or ".join(f"--format {c}" for c in exc.candidates)
         raise UserError(
             f"cannot tell the format of '{exc.path}': {exc.reason}; pass {choices}"
         ) from None
+    except SeveralTomogramsError as exc:
+        # the list's tomogram named like the --tomogram file
+        if options.get("tomo_name") is None:
+            options["tomo_name"] = Path(args.tomogram).stem
+            with contextlib.suppress(ValueError):
+                return read_particle_list(args.particles, format=args.format, **options)
+        raise UserError(f"{exc}".replace("tomo_name=, ", "")) from None
 
 
 def _extraction_box(args, meta, voxel_size) -> int:
@@ -259,3 +280,15 @@ def _plots_available(args) -> bool:
         args, "no plots: matplotlib is not installed (pip install 'fscc-sklearn[plot]')"
     )
     return False
+
+
+def _draw(args, plots, notes, caption, draw, path, *data, **options) -> None:
+    """One figure; one these results cannot give (e.g. a 2-D map of 1 feature)
+    is left out with a note instead of losing the report."""
+    try:
+        draw(*data, path, overwrite=args.force, **options)
+    except ValueError as exc:
+        notes.append(f"{caption}: not drawn: {exc}")
+        _warn(args, f"{caption}: plot not drawn: {exc}")
+        return
+    plots[caption] = path.name

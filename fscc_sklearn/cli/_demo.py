@@ -15,7 +15,7 @@ from ..model_selection import adapt
 from ..persistence._model_file import save_model
 from ..report import plotting
 from ._common import _note, _prepare_dir, _say
-from ._data import _bars, _embed, _plots_available
+from ._data import _bars, _draw, _embed, _plots_available
 from ._evaluate import _evaluate
 from ._inputs import LabelledData
 from ._parser import DEMO_TRAINING
@@ -117,24 +117,31 @@ def cmd_demo(args):
         f"{len(rest)} novel subtomograms (chance {1 / len(data.novel_classes):.3f}); "
         f"predictions: {predictions}",
     )
-    extra_plots = {}
+    extra_plots, notes = {}, []
     if _plots_available(args):
         X_all = np.concatenate([data.X_base, data.X_novel])
         y_all = np.concatenate([data.y_base, data.y_novel]).astype(str)
-        plotting.plot_embedding(
+        _draw(
+            args,
+            extra_plots,
+            notes,
+            "Embeddings of base and novel classes (PCA)",
+            plotting.plot_embedding,
+            folder / "embedding.png",
             _embed(args, pipe, X_all),
             y_all,
-            folder / "embedding.png",
             novel=data.novel_classes,
-            overwrite=args.force,
         )
-        plotting.plot_class_examples(
-            X_all, y_all, folder / "examples.png", overwrite=args.force
+        _draw(
+            args,
+            extra_plots,
+            notes,
+            "Examples and class averages",
+            plotting.plot_class_examples,
+            folder / "examples.png",
+            X_all,
+            y_all,
         )
-        extra_plots = {
-            "Embeddings of base and novel classes (PCA)": "embedding.png",
-            "Examples and class averages": "examples.png",
-        }
     facts = {
         "data": f"SHREC'21-like simulated, {args.n_per_class} per class, box "
         f"{args.box}, SNR 0.05",
@@ -160,6 +167,7 @@ def cmd_demo(args):
         facts=facts,
         novel_plots=False,
         extra_plots=extra_plots,
+        notes=notes,
     )
     _say(
         args,

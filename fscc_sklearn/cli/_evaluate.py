@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from ..report._markdown import chance_warnings, episodic_evaluation, write_repor
 from ._common import UserError, _check_dir, _class_summary, _prepare_dir, _say, _warn
 from ._data import (
     _bars,
+    _draw,
     _embed,
     _fit_to_model,
     _load_model,
@@ -33,8 +35,11 @@ def _evaluate(
     facts,
     novel_plots=True,
     extra_plots=None,
+    notes=(),
+    prepare=False,
 ):
-    """Episodes for every K in ``shots``; report + plots into ``folder``."""
+    """Episodes for every K in ``shots``; report + plots into ``folder``
+    (created or, with ``prepare``, cleared only once the episodes ran)."""
 
     F = _embed(args, model, data.X)
     results = []
@@ -68,51 +73,78 @@ def _evaluate(
         )
     for text in chance_warnings(results):
         _warn(args, text)
-    plots = {}
-    if folder is not None and _plots_available(args):
-        f = args.force
-        for r in results:
-            name = f"confusion_{r.k_shot}shot.png"
-            plotting.plot_confusion_matrix(
-                r.confusion,
-                r.classes,
-                folder / name,
-                overwrite=f,
-                title=f"{r.n_way}-way {r.k_shot}-shot, all episodes",
-            )
-            plots[f"Confusion matrix, {r.n_way}-way {r.k_shot}-shot"] = name
-        plotting.plot_accuracy_vs_shots(
-            {f"{args.way}-way": {r.k_shot: (r.mean, r.ci95) for r in results}},
-            folder / "accuracy_vs_shots.png",
-            chance=1 / args.way,
-            overwrite=f,
-        )
-        plots["Accuracy against shots"] = "accuracy_vs_shots.png"
-        hist = model.named_steps["embed"]
-        hist = getattr(hist, "estimator", hist).history
-        if len(hist):
-            plotting.plot_training_curves(
-                [dict(r) for r in hist], folder / "training.png", overwrite=f
-            )
-            plots["Pre-training"] = "training.png"
-        if novel_plots:
-            plotting.plot_embedding(
-                F,
-                data.y,
-                folder / "embedding.png",
-                novel=np.unique(data.y),
-                overwrite=f,
-            )
-            plots["Embeddings of the evaluation data"] = "embedding.png"
-            plotting.plot_class_examples(
-                data.X, data.y, folder / "examples.png", overwrite=f
-            )
-            plots["Examples and class averages"] = "examples.png"
-    if folder is not None:
-        plots.update(extra_plots or {})
-        paths = write_report(folder, title, facts, results, plots, overwrite=args.force)
-        _say(args, f"report: {paths[1]} ({len(plots)} plots)")
+    if folder is None:
+        return results, F, {}
+    if prepare:  # only now: a run that fails leaves no report folder behind
+        folder = _prepare_dir(args, folder)
+    plots, notes = {}, list(notes)
+    if _plots_available(args):
+        _report_plots(args, model, data, F, results, folder, plots, notes, novel_plots)
+    plots.update(extra_plots or {})
+    paths = write_report(
+        folder, title, facts, results, plots, notes=notes, overwrite=args.force
+    )
+    _say(args, f"report: {paths[1]} ({len(plots)} plots)")
     return results, F, plots
+
+
+def _report_plots(args, model, data, F, results, folder, plots, notes, novel_plots):
+    for r in results:
+        _draw(
+            args,
+            plots,
+            notes,
+            f"Confusion matrix, {r.n_way}-way {r.k_shot}-shot",
+            plotting.plot_confusion_matrix,
+            folder / f"confusion_{r.k_shot}shot.png",
+            r.confusion,
+            r.classes,
+            title=f"{r.n_way}-way {r.k_shot}-shot, all episodes",
+        )
+    _draw(
+        args,
+        plots,
+        notes,
+        "Accuracy against shots",
+        plotting.plot_accuracy_vs_shots,
+        folder / "accuracy_vs_shots.png",
+        {f"{args.way}-way": {r.k_shot: (r.mean, r.ci95) for r in results}},
+        chance=1 / args.way,
+    )
+    hist = model.named_steps["embed"]
+    hist = getattr(hist, "estimator", hist).history
+    if len(hist):
+        _draw(
+            args,
+            plots,
+            notes,
+            "Pre-training",
+            plotting.plot_training_curves,
+            folder / "training.png",
+            [dict(r) for r in hist],
+        )
+    if novel_plots:
+        _draw(
+            args,
+            plots,
+            notes,
+            "Embeddings of the evaluation data",
+            plotting.plot_embedding,
+            folder / "embedding.png",
+            F,
+            data.y,
+            novel=np.unique(data.y),
+        )
+        _draw(
+            args,
+            plots,
+            notes,
+            "Examples and class averages",
+            plotting.plot_class_examples,
+            folder / "examples.png",
+            data.X,
+            data.y,
+        )
 
 
 def _check_episodes(args, y) -> None:
@@ -146,5 +178,14 @@ def cmd_evaluate(args):
         "box": f"{data.X.shape[-1]}^3",
         "voxel size (A)": data.voxel_size,
     }
-    folder = _prepare_dir(args, args.report_dir) if args.report_dir else None
-    _evaluate(args, model, data, folder, args.shots, title="fscc evaluate", facts=facts)
+    folder = Path(args.report_dir) if args.report_dir else None
+    _evaluate(
+        args,
+        model,
+        data,
+        folder,
+        args.shots,
+        title="fscc evaluate",
+        facts=facts,
+        prepare=True,
+    )

@@ -6,12 +6,12 @@ import time
 
 from ..datasets import load_shrec19_like, load_shrec21_like
 from ..io import write_labels_table, write_subtomograms
-from ._common import _class_summary, _prepare_dir, _say
+from ._common import _check_dir, _class_summary, _prepare_dir, _say
 from ._data import _bars
 
 
 def cmd_simulate(args):
-    out = _prepare_dir(args, args.out_dir)
+    _check_dir(args, args.out_dir)  # refused before simulating, made after
     loader = {"shrec21": load_shrec21_like, "shrec19": load_shrec19_like}[args.dataset]
     split = "paper" if args.novel is None else [c for c in args.novel.split(",") if c]
     t0 = time.perf_counter()
@@ -27,6 +27,7 @@ def cmd_simulate(args):
         simulate_kwargs={"voxel_size": args.voxel_size},
         **given,
     )
+    out = _prepare_dir(args, args.out_dir)
     for part in ("base", "novel"):
         X, y = data[f"X_{part}"], data[f"y_{part}"]
         folder = out / part

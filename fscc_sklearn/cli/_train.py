@@ -28,7 +28,7 @@ from ._common import (
     _say,
     _warn,
 )
-from ._data import _bars, _embed, _plots_available, _read_data
+from ._data import _bars, _draw, _embed, _plots_available, _read_data
 
 # CLI option -> Conv6Embedder parameter; options left unset keep the library's
 # defaults, which are read from the estimator and never repeated here
@@ -226,21 +226,38 @@ def _pretrain_plots(args, pipe, data):
 
     folder = _prepare_dir(args, args.plot_dir)
     hist = [dict(r) for r in pipe.named_steps["embed"].history]
-    paths = [
-        plotting.plot_training_curves(
-            hist, folder / "training.png", overwrite=args.force
-        ),
-        plotting.plot_embedding(
-            _embed(args, pipe, data.X),
-            data.y,
-            folder / "embedding.png",
-            overwrite=args.force,
-        ),
-        plotting.plot_class_examples(
-            data.X, data.y, folder / "examples.png", overwrite=args.force
-        ),
-    ]
-    _say(args, "plots: " + ", ".join(str(p) for p in paths))
+    plots, notes = {}, []
+    _draw(
+        args,
+        plots,
+        notes,
+        "training curves",
+        plotting.plot_training_curves,
+        folder / "training.png",
+        hist,
+    )
+    _draw(
+        args,
+        plots,
+        notes,
+        "embedding map",
+        plotting.plot_embedding,
+        folder / "embedding.png",
+        _embed(args, pipe, data.X),
+        data.y,
+    )
+    _draw(
+        args,
+        plots,
+        notes,
+        "examples",
+        plotting.plot_class_examples,
+        folder / "examples.png",
+        data.X,
+        data.y,
+    )
+    if plots:
+        _say(args, "plots: " + ", ".join(str(folder / p) for p in plots.values()))
 
 
 def _pretraining_fact(model) -> str:

@@ -120,6 +120,18 @@ def episodic_evaluation(
     )
 
 
+# Markdown punctuation that could start markup (emphasis, links, tables, code,
+# math on GitHub); < > & become HTML entities, so no raw HTML gets through
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|~$"})
+
+
+def markdown_text(value) -> str:
+    """``value`` as literal Markdown text on one line: class names and paths are
+    shown as they are, never read as markup or HTML."""
+    text = " ".join(str(value).split())
+    return html.escape(text, quote=False).translate(_MD_SPECIAL)
+
+
 def write_report(
     folder: str | os.PathLike,
     title: str,
@@ -127,6 +139,7 @@ def write_report(
     evaluations: list[EpisodicEvaluation],
     plots: dict[str, str],
     *,
+    notes: list[str] = (),
     overwrite: bool = False,
 ) -> tuple[Path, Path, Path]:
     """Write ``report.md``, ``report.html`` and ``results.json`` into ``folder``.
@@ -141,6 +154,8 @@ def write_report(
     evaluations : list of EpisodicEvaluation
     plots : dict
         ``{caption: file name relative to folder}``.
+    notes : list of str, default=()
+        Sentences shown under the results (e.g. a plot that was skipped).
     overwrite : bool, default=False
 
     Returns
@@ -167,13 +182,16 @@ def write_report(
     )
 
     warnings = chance_warnings(evaluations)
-    md = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += [x for w in warnings for x in ("", f"**Warning**: {w}.")]
+    notes = list(notes)
+    m = markdown_text
+    md = [f"# {m(title)}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(map(m, r)) + " |" for r in rows]
+    md += [x for w in warnings for x in ("", f"**Warning**: {m(w)}.")]
+    md += [x for n in notes for x in ("", f"**Note**: {m(n)}")]
     md += ["", "## Settings", ""]
-    md += [f"- **{k}**: {v}" for k, v in facts.items()]
+    md += [f"- **{m(k)}**: {m(v)}" for k, v in facts.items()]
     for caption, name in plots.items():
-        md += ["", f"## {caption}", "", f"![{caption}]({name})"]
+        md += ["", f"## {m(caption)}", "", f"![{m(caption)}]({name})"]
     md.append("")
 
     h = html.escape
@@ -193,6 +211,7 @@ def write_report(
         page.append("<tr>" + "".join(f"<td>{h(c)}</td>" for c in r) + "</tr>")
     page.append("</table>")
     page += [f"<p><b>Warning</b>: {h(w)}.</p>" for w in warnings]
+    page += [f"<p><b>Note</b>: {h(n)}</p>" for n in notes]
     page += ["<h2>Settings</h2>", "<ul>"]
     page += [f"<li><b>{h(str(k))}</b>: {h(str(v))}</li>" for k, v in facts.items()]
     page.append("</ul>")
@@ -205,6 +224,7 @@ def write_report(
         "facts": facts,
         "evaluations": [e.as_dict() for e in evaluations],
         "warnings": warnings,
+        "notes": notes,
         "plots": plots,
     }
     out = (folder / "report.md", folder / "report.html", folder / "results.json")

@@ -8,6 +8,7 @@ figures are drawn without ``pyplot``, so no display or global state is used.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,23 @@ def matplotlib_available() -> bool:
     return True
 
 
+def _plain_text(draw):
+    """Draw every text as given: a class name such as ``$\\foo$`` is not parsed
+    as mathtext nor passed to LaTeX (either could fail on it)."""
+
+    @functools.wraps(draw)
+    def plain(*args, **kwargs):
+        try:
+            import matplotlib
+        except ImportError:
+            return draw(*args, **kwargs)  # _figure names the missing extra
+        # tick labels are made while saving, so the whole drawing is covered
+        with matplotlib.rc_context({"text.usetex": False, "text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return plain
+
+
 def _figure(width: float, height: float):
     try:
         from matplotlib.figure import Figure
@@ -53,6 +71,7 @@ def _save(fig, path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+@_plain_text
 def plot_training_curves(
     history: Sequence[Mapping], path: str | os.PathLike, *, overwrite: bool = False
 ) -> Path:
@@ -100,6 +119,7 @@ def plot_training_curves(
     return _save(fig, path, overwrite)
 
 
+@_plain_text
 def plot_embedding(
     features: np.ndarray,
     labels: Sequence,
@@ -142,6 +162,10 @@ def plot_embedding(
         )
     if len(F) < 3:
         raise ValueError(f"An embedding map needs at least 3 points; got {len(F)}.")
+    if F.shape[1] < 2:
+        raise ValueError(
+            f"An embedding map needs at least 2 features per point; got {F.shape[1]}."
+        )
     xy = _project(F, method, random_state)
     novel_set = {str(c) for c in (() if novel is None else novel)}
     fig = _figure(7, 5.5)
@@ -207,6 +231,7 @@ def _class_colours(classes, novel: set) -> dict:
     return out
 
 
+@_plain_text
 def plot_confusion_matrix(
     matrix: np.ndarray,
     classes: Sequence,
@@ -265,6 +290,7 @@ def plot_confusion_matrix(
     return _save(fig, path, overwrite)
 
 
+@_plain_text
 def plot_class_examples(
     X: np.ndarray,
     y: Sequence,
@@ -343,6 +369,7 @@ def plot_class_examples(
     return _save(fig, path, overwrite)
 
 
+@_plain_text
 def plot_accuracy_vs_shots(
     results: Mapping[str, Mapping[int, tuple[float, float]]],
     path: str | os.PathLike,
