@@ -1,5 +1,6 @@
 """Read, extract, normalise and write subtomograms, particle lists and tables."""
 
+from ._annotate import write_particle_columns
 from ._extract import ExtractedSubtomograms, box_bounds, extract_subtomograms
 from ._labels import LabelsTable, read_labels_table, write_labels_table
 from ._mrc import Subtomograms, read_subtomograms, read_voxel_size
@@ -49,6 +50,7 @@ __all__ = [
     "read_subtomograms",
     "read_voxel_size",
     "write_labels_table",
+    "write_particle_columns",
     "write_particle_table",
     "write_predictions",
     "write_subtomograms",

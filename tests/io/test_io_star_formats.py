@@ -310,3 +310,49 @@ def test_labels_match_by_full_relative_path(tmp_path):
         ValueError, match=r"line 2.*'\.\./elsewhere/s000000\.mrc' is not in"
     ):
         load_subtomogram_data(data, other, need_labels=False)
+
+
+def test_written_back_star_keeps_every_block_column_and_value(tmp_path):
+    from fscc_sklearn.io import write_particle_columns
+
+    star, tstar, vox, *_ = _relion5(tmp_path, n=5)
+    table = read_star(star, tomograms_star=tstar)
+    keep = [4, 0, 2]
+    out = write_particle_columns(
+        tmp_path / "out.star",
+        table,
+        {"fsccPrediction": ["a", "b", "c"], "_fsccScore": [0.5, 0.25, 1.0]},
+        rows=keep,
+    )
+    before = starfile.read(star, always_dict=True)
+    after = starfile.read(out, always_dict=True)
+    assert list(after) == ["general", "optics", "particles"]
+    assert after["general"] == before["general"]
+    pd.testing.assert_frame_equal(after["optics"], before["optics"])
+    old = before["particles"].iloc[keep].reset_index(drop=True)
+    new = after["particles"]
+    assert list(new.columns) == [*old.columns, "fsccPrediction", "fsccScore"]
+    pd.testing.assert_frame_equal(new[old.columns], old)  # same text, same values
+    assert new["fsccPrediction"].tolist() == ["a", "b", "c"]
+    assert new["fsccScore"].tolist() == [0.5, 0.25, 1.0]
+    back = read_star(out, tomograms_star=tstar)
+    np.testing.assert_allclose(back.coords, vox[keep], atol=1e-6, rtol=0)
+    with pytest.raises(FileExistsError):
+        write_particle_columns(out, table, {"x": [1, 2, 3]}, rows=keep)
+    with pytest.raises(ValueError, match="already has column"):
+        write_particle_columns(tmp_path / "again.star", back, {"fsccScore": [1] * 3})
+    with pytest.raises(ValueError, match="keep the input's format"):
+        write_particle_columns(tmp_path / "o.csv", table, {"s": [1] * 5})
+
+
+def test_written_back_csv_keeps_every_column(tmp_path):
+    from fscc_sklearn.io import write_particle_columns
+
+    src = _write(
+        tmp_path, "p.csv", "x,y,z,tm_score,note\n1,2,3,0.5,a b\n\n4,5,6,0.25,\n"
+    )
+    table = read_particle_list(src)
+    out = write_particle_columns(tmp_path / "o.csv", table, {"prediction": ["A", "B"]})
+    assert out.read_text() == (
+        "x,y,z,tm_score,note,prediction\n1,2,3,0.5,a b,A\n4,5,6,0.25,,B\n"
+    )
