@@ -1,6 +1,7 @@
 """Read, extract, normalise and write subtomograms, particle lists and tables."""
 
 from ._annotate import write_particle_columns
+from ._copick import read_copick_picks, read_copick_tomogram, write_copick_picks
 from ._extract import ExtractedSubtomograms, box_bounds, extract_subtomograms
 from ._labels import LabelsTable, read_labels_table, write_labels_table
 from ._mrc import Subtomograms, read_subtomograms, read_voxel_size
@@ -40,6 +41,8 @@ __all__ = [
     "extract_subtomograms",
     "lowpass_filter",
     "normalize_subtomograms",
+    "read_copick_picks",
+    "read_copick_tomogram",
     "read_csv_particles",
     "read_labels_table",
     "read_particle_list",
@@ -49,6 +52,7 @@ __all__ = [
     "read_star",
     "read_subtomograms",
     "read_voxel_size",
+    "write_copick_picks",
     "write_labels_table",
     "write_particle_columns",
     "write_particle_table",
