@@ -1,6 +1,9 @@
 """Input checks shared by the estimators: clear errors, no silent coercion."""
 
+import numbers
+
 import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
 
 
 def check_volumes(X, *, name="X") -> np.ndarray:
@@ -32,6 +35,11 @@ def check_volume_shape(X, *, name="X") -> np.ndarray:
         )
     if X.shape[0] == 0:
         raise ValueError(f"{name} holds no subtomograms (shape {X.shape}).")
+    if min(X.shape[-3:]) < 1:
+        raise ValueError(
+            f"{name} has an empty box {X.shape[-3:]}: every subtomogram needs at "
+            f"least 1 voxel along each axis; got shape {X.shape}."
+        )
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype}.")
     return X
@@ -68,3 +76,30 @@ def check_class_counts(y, *, minimum, what) -> None:
             f"{what} needs at least {minimum} samples per class; class "
             f"'{small[0]}' has only {counts[counts < minimum][0]} sample(s)."
         )
+
+
+def _label_kind(value) -> str:
+    if isinstance(value, str | np.str_ | bytes):
+        return "string"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
+def check_labels(y, *, name="y") -> None:
+    """scikit-learn's ``check_classification_targets``, with a clear error for
+    labels mixing types (e.g. ``["a", 1]``: numpy cannot sort them)."""
+    values = np.asarray(y, dtype=object).ravel() if _is_object(y) else ()
+    kinds = {_label_kind(v) for v in values}
+    if len(kinds) > 1:
+        types = sorted({type(v).__name__ for v in values})
+        raise ValueError(
+            f"{name} mixes labels of types {types}; use labels of one type (e.g. "
+            "all strings)."
+        )
+    check_classification_targets(y)
+
+
+def _is_object(y) -> bool:
+    dtype = getattr(y, "dtype", None)
+    return dtype is None or getattr(dtype, "kind", None) == "O"

@@ -9,11 +9,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .calibration._statistics import tukey_transform
+from ._validation import check_labels
 from .calibration._grouping import class_means
+from .calibration._statistics import tukey_transform
 from .persistence._state import (
     check_array,
     check_value,
@@ -46,7 +46,7 @@ class _SupportSetClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit on a (support) set of features ``X`` with labels ``y``."""
         X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
+        check_labels(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(

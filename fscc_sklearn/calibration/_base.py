@@ -20,9 +20,9 @@ from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import softmax
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import check_labels
 from ..persistence._state import (
     check_array,
     check_value,
@@ -68,7 +68,7 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit base statistics (``base=None``) or the few-shot classifier."""
         X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
+        check_labels(y)
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(

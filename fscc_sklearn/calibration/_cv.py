@@ -8,11 +8,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from .._validation import check_labels
 from ..model_selection import beats_by_one_standard_error, evaluate_episodes
 from ._bayes import CalibratedFewShotClassifier
 from ._paper import DistributionCalibrationClassifier
@@ -194,11 +194,12 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Score every candidate on episodes of base classes, refit the best."""
         X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
+        check_labels(y)
         if X.size and X.min() < 0:
             raise ValueError(
-                "Features must be >= 0 for the Tukey transform (e.g. after a ReLU); "
-                f"got min {X.min():.3g}."
+                f"Negative values in data passed to {type(self).__name__}: features "
+                f"must be >= 0 for the Tukey transform (e.g. after a ReLU); got min "
+                f"{X.min():.3g}."
             )
         grid = self._grid()
         candidates = self._candidates(grid)
@@ -294,15 +295,18 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Most probable base class of every feature vector."""
-        return self.best_estimator_.predict(self._validated(X))
+        X = self._validated(X)  # NotFittedError before best_estimator_
+        return self.best_estimator_.predict(X)
 
     def predict_proba(self, X):
         """Base-class probabilities, columns ordered as ``classes_``."""
-        return self.best_estimator_.predict_proba(self._validated(X))
+        X = self._validated(X)
+        return self.best_estimator_.predict_proba(X)
 
     def decision_function(self, X):
         """Base-class scores of ``best_estimator_``."""
-        return self.best_estimator_.decision_function(self._validated(X))
+        X = self._validated(X)
+        return self.best_estimator_.decision_function(X)
 
     def _validated(self, X):
         check_is_fitted(self)

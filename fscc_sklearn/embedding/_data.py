@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils.multiclass import check_classification_targets
 
-from .._validation import check_class_counts, check_volumes
+from .._validation import check_class_counts, check_labels, check_volumes
 from ..datasets import SubtomogramStream
 from ..nn._augment import WedgeSafeAugment
 from ._stream_loader import StreamDataset
@@ -33,7 +32,7 @@ def training_data(X, y):
     y = np.asarray(y)
     if y.shape != (len(X),):
         raise ValueError(f"y must have shape ({len(X)},); got {y.shape}.")
-    check_classification_targets(y)
+    check_labels(y)
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(

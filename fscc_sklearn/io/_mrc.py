@@ -107,6 +107,23 @@ def open_mrc(path: str | os.PathLike, permissive: bool = False) -> Iterator:
 _MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
 
 
+def _byte_order(head: bytes, permissive: bool) -> str | None:
+    """The byte order :mod:`mrcfile` reads this header in (None: it refuses)."""
+    if head[212] in (0x44, 0x41):
+        return "<"
+    if head[212] == 0x11:
+        return ">"
+    if not permissive:
+        return None  # an unknown machine stamp is an error
+    # mrcfile's guess for an unknown stamp: little-endian, unless only the
+    # other order gives a known mode
+    little, big = (
+        struct.unpack("<i", head[12:16])[0],
+        struct.unpack(">i", head[12:16])[0],
+    )
+    return ">" if little not in _MODE_BYTES and big in _MODE_BYTES else "<"
+
+
 def _check_declared_sizes(path: Path, permissive: bool) -> None:
     """Reject headers whose declared sizes the file cannot hold, before reading.
 
@@ -119,9 +136,9 @@ def _check_declared_sizes(path: Path, permissive: bool) -> None:
         head = fh.read(1024)
     if len(head) < 1024:
         return  # mrcfile reports the short header
-    if head[212] not in (0x44, 0x41, 0x11):
-        return  # unknown byte order: mrcfile rejects it (or guesses, permissively)
-    order = ">" if head[212] == 0x11 else "<"
+    order = _byte_order(head, permissive)
+    if order is None:
+        return  # mrcfile rejects the file
     nx, ny, nz, mode = struct.unpack(order + "4i", head[:16])
     (nsymbt,) = struct.unpack(order + "i", head[92:96])
     size = path.stat().st_size

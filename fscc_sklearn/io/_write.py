@@ -211,6 +211,22 @@ def _write_columns(
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
 
+# how a spreadsheet recognises a formula (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(cell: str) -> str:
+    """A text cell that a spreadsheet shows as text, never runs as a formula:
+    a leading ``'`` before ``= + - @``, tab or CR (numbers stay as they are)."""
+    if not cell.startswith(_FORMULA_START):
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return "'" + cell
+    return cell
+
+
 def _float_strings(values: np.ndarray) -> list[str]:
     return [repr(float(v)) for v in values]
 
@@ -334,7 +350,9 @@ def write_predictions(
     ``_fsccLabel``, ``_fsccProbability`` and ``_fsccProba_<class>``. Numbers
     are written in their shortest round-trip form. A table with coordinates
     can be read back with :func:`read_particle_list`, one with names with
-    :func:`read_labels_table`.
+    :func:`read_labels_table`. In CSV, a text cell (name, label) starting with
+    ``= + - @``, a tab or CR gets a leading ``'`` so that spreadsheets show it
+    as text instead of running it as a formula.
 
     Parameters
     ----------
@@ -457,5 +475,7 @@ def write_predictions(
     elif classes is not None:
         raise ValueError("classes given without probabilities")
     _check_unique(names_out)
+    if not star:  # a prediction table is opened in spreadsheets
+        columns = [[_spreadsheet_safe(v) for v in column] for column in columns]
     _write_columns(path, names_out, columns, fmt, overwrite)
     return path
