@@ -354,6 +354,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         )
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
+    @_runtime.malloc_scope()
     def fit(self, X, y=None, **fit_params):
         """Pre-train on base-class subtomograms ``X`` with labels ``y``.
 
@@ -370,10 +371,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
         check_training_params(self)
         if not self.warm_start or not self.initialized_:
             self.initialize()
-        done = self._restore_checkpoint(X, y)
-        return self.partial_fit(
-            X, y, epochs=max(0, self.max_epochs - done), **fit_params
-        )
+        epochs = max(0, self.max_epochs - self._restore_checkpoint(X, y))
+        return self.partial_fit(X, y, epochs=epochs, **fit_params)
 
     def _restore_checkpoint(self, X, y):
         """Epochs done according to the checkpoint callbacks (0 without one)."""
@@ -395,6 +394,7 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
             sampler = sampler_of(iterator, required=False)
             self._sampler_state_ = None if sampler is None else sampler.state_dict()
 
+    @_runtime.malloc_scope()
     def transform(self, X):
         """Features ``(n_samples, num_features)`` float32 of subtomograms ``X``.
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import mmap
+import os
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -17,9 +20,72 @@ from .._progress import progress_bar
 from .._validation import raise_non_finite
 from ..nn import Conv6, fuse_for_inference
 
-# glibc mallopt() parameters (malloc.h)
+# glibc mallopt() parameters and their defaults (malloc.h, malloc.c)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
+# start-up overrides glibc reads (tunables win over the older variables)
+_ENV_NAMES = {
+    _M_MMAP_MAX: ("MALLOC_MMAP_MAX_", "glibc.malloc.mmap_max"),
+    _M_TRIM_THRESHOLD: ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
+}
+
+# glibc has no mallopt getter: what this module last set, process-wide
+# (tune_malloc) and for the scopes of fit/transform (malloc_scope)
+_malloc_lock = threading.RLock()
+_malloc_tuned: dict[int, int] | None = None
+_malloc_depth = 0
+
+
+@functools.cache
+def _libc():
+    """glibc through ctypes, or None (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _mallopt(param: int, value: int) -> bool:
+    """``mallopt(param, value)``; False without glibc or where it refuses."""
+    libc = _libc()
+    return libc is not None and bool(libc.mallopt(param, value))
+
+
+def _startup_malloc_settings() -> dict[int, int]:
+    """The values a process started with: glibc's defaults unless the
+    environment overrode them (``MALLOC_*_`` variables, ``GLIBC_TUNABLES``)."""
+    values = dict(_GLIBC_DEFAULTS)
+    tunables = dict(
+        item.split("=", 1)
+        for item in os.environ.get("GLIBC_TUNABLES", "").split(":")
+        if "=" in item
+    )
+    for param, (variable, tunable) in _ENV_NAMES.items():
+        for text in (os.environ.get(variable), tunables.get(tunable)):
+            with contextlib.suppress(TypeError, ValueError):
+                values[param] = int(text, 0)
+    return values
+
+
+def _malloc_settings(trim_threshold: int | None) -> dict[int, int]:
+    if trim_threshold is None:
+        return {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: -1}  # -1: "never trim"
+    if 0 <= trim_threshold < 2**31:
+        return {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: int(trim_threshold)}
+    raise ValueError(
+        f"trim_threshold must be None or 0 <= value < 2**31 (what mallopt "
+        f"accepts), got {trim_threshold!r}"
+    )
+
+
+def _apply(settings: dict[int, int]) -> bool:
+    return all([_mallopt(param, value) for param, value in settings.items()])
 
 
 def tune_malloc(*, trim_threshold: int | None = None) -> bool:
@@ -35,10 +101,11 @@ def tune_malloc(*, trim_threshold: int | None = None) -> bool:
     threshold ``mallopt`` accepts) 13.5/s with a 1 GiB threshold -> 34.0/s with
     trimming off, the default (benchmarks/results/pretraining_malloc.md).
 
-    The setting is process-wide; calling again with another threshold changes
-    it. The price: freed memory stays with the process, so its resident size
-    stays near its peak. The library never calls this by itself; the ``fscc``
-    command line and the benchmarks do.
+    The setting is process-wide and stays; calling again with another
+    threshold changes it. The price: freed memory stays with the process, so
+    its resident size stays near its peak. ``Conv6Embedder.fit`` and
+    ``transform`` need no call: they apply the never-trim setting for their own
+    duration (:func:`malloc_scope`) and leave a setting made here as it is.
 
     Parameters
     ----------
@@ -51,24 +118,49 @@ def tune_malloc(*, trim_threshold: int | None = None) -> bool:
     applied : bool
         False where there is no glibc (macOS, Windows, musl).
     """
-    if trim_threshold is None:
-        trim = -1  # glibc reads -1 as "never trim"
-    elif 0 <= trim_threshold < 2**31:
-        trim = int(trim_threshold)
-    else:
-        raise ValueError(
-            f"trim_threshold must be None or 0 <= value < 2**31 (what mallopt "
-            f"accepts), got {trim_threshold!r}"
-        )
-    if not sys.platform.startswith("linux"):
-        return False
+    global _malloc_tuned
+    settings = _malloc_settings(trim_threshold)
+    with _malloc_lock:
+        if not _apply(settings):
+            return False
+        _malloc_tuned = settings
+    return True
+
+
+@contextlib.contextmanager
+def malloc_scope():
+    """Run a block with glibc's heap kept (never trimmed, no ``mmap``), then
+    put the settings back and hand the freed memory to the kernel.
+
+    The library's fit and transform run in it, so they get the speed of
+    :func:`tune_malloc` without a process-wide change. glibc has no getter for
+    these settings, so "back" means what this module knows: the values of the
+    last :func:`tune_malloc` call (then the block changes nothing and trims
+    nothing), else the process's start-up values (glibc's defaults,
+    ``M_MMAP_MAX`` 65536 and ``M_TRIM_THRESHOLD`` 128 KiB, or those of the
+    ``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` and ``GLIBC_TUNABLES``
+    variables), followed by ``malloc_trim(0)``. Settings made with ``mallopt``
+    outside this module are not seen. glibc stops raising its mmap threshold
+    by itself once ``mallopt`` has set either value; the threshold it reached
+    so far stays. Nested and concurrent blocks share one outer scope; without
+    glibc this does nothing.
+    """
+    global _malloc_depth
+    with _malloc_lock:
+        own = _malloc_tuned is None and _malloc_depth == 0
+        _malloc_depth += 1
+        if own:
+            _apply(_malloc_settings(None))
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
+        yield
+    finally:
+        with _malloc_lock:
+            _malloc_depth -= 1
+            if _malloc_depth == 0 and _malloc_tuned is None:
+                _apply(_startup_malloc_settings())
+                libc = _libc()
+                if libc is not None:
+                    libc.malloc_trim(0)
 
 
 def cpu_has_native_bfloat16() -> bool:
