@@ -31,6 +31,7 @@ _PUBLIC = {
         "pretraining_recipe",
         "tune_malloc",
     ),
+    ".discovery": ("cluster_embeddings", "suggest_labels"),
     ".persistence": ("load_model", "save_model"),
     ".model_selection": (
         "EpisodeResult",
@@ -58,6 +59,7 @@ __all__ = [
     "TukeyLogisticRegression",
     "WarmupCosineLR",
     "adapt",
+    "cluster_embeddings",
     "evaluate_episodes",
     "load_checkpoint",
     "load_model",
@@ -67,6 +69,7 @@ __all__ = [
     "pretraining_recipe",
     "sample_episode",
     "save_model",
+    "suggest_labels",
     "tukey_transform",
     "tune_malloc",
 ]
@@ -77,6 +80,7 @@ _SUBMODULES = (
     "baselines",
     "calibration",
     "datasets",
+    "discovery",
     "distributed",
     "embedding",
     "io",

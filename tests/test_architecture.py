@@ -116,6 +116,17 @@ def test_datasets_do_not_use_the_network():
     )
 
 
+def test_discovery_works_on_features_without_torch():
+    assert (
+        _violations(
+            ["fscc_sklearn.discovery"],
+            ["torch", "skorch"]
+            + [f"fscc_sklearn.{p}" for p in ("nn", "embedding", "persistence", "cli")],
+        )
+        == []
+    )
+
+
 def test_nothing_in_the_library_imports_the_cli():
     assert (
         sorted(
@@ -149,6 +160,7 @@ def test_own_modules_are_imported_at_the_top():
         ("fscc_sklearn.calibration", ("torch", "skorch", "matplotlib")),
         ("fscc_sklearn.baselines", ("torch", "skorch", "matplotlib")),
         ("fscc_sklearn.report", ("torch", "skorch", "matplotlib")),
+        ("fscc_sklearn.discovery", ("torch", "skorch", "matplotlib", "umap")),
     ],
 )
 def test_importing_a_layer_pulls_in_only_what_it_needs(module, absent):

@@ -1,0 +1,13 @@
+"""Discovery in unlabelled picks: cluster them to find the species they hold,
+and rank them to choose which to label next."""
+
+from ._cluster import cluster_embeddings, plot_cluster, write_clusters
+from ._suggest import STRATEGIES, suggest_labels
+
+__all__ = [
+    "STRATEGIES",
+    "cluster_embeddings",
+    "plot_cluster",
+    "suggest_labels",
+    "write_clusters",
+]
