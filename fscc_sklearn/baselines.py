@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import check_labels
 from .calibration._grouping import class_means
+from .calibration._novelty import energy_score, nearest_mahalanobis
 from .calibration._statistics import tukey_transform
 from .persistence._state import (
     check_array,
@@ -132,6 +133,15 @@ class _SupportSetClassifier(ClassifierMixin, BaseEstimator):
         """Highest-scoring class of every feature vector."""
         scores = self._validated_scores(X)
         return self.classes_[scores.argmax(1)]
+
+    def novelty_score(self, X):
+        """Novelty of every feature vector (higher: more novel): the distance to
+        the nearest centroid for prototypes, else the energy of the scores."""
+        if not hasattr(self, "centroids_"):
+            return energy_score(self._validated_scores(X))
+        check_is_fitted(self)
+        Z = self._prepare(validate_data(self, X, dtype=np.float64, reset=False))
+        return nearest_mahalanobis(Z, self.centroids_, np.ones(Z.shape[1]))
 
 
 class _SGDHead(_SupportSetClassifier):

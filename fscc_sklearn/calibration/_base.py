@@ -32,6 +32,14 @@ from ..persistence._state import (
     object_from_state,
     object_state,
 )
+from ._novelty import (
+    OPEN_SET_CONSTRAINTS,
+    gaussian_rejection_threshold,
+    nearest_mahalanobis,
+    support_spread_factor,
+    unknown_label_for,
+    with_unknown,
+)
 from ._statistics import BaseStatistics, tukey_transform
 from ._temperature import base_episode_temperatures, temperature_for_shots
 
@@ -50,6 +58,7 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         "tukey_lambda": [Interval(Real, None, None, closed="neither")],
         "calibrate_proba": [StrOptions({"base_episodes"}), None],
         "random_state": ["random_state"],
+        **OPEN_SET_CONSTRAINTS,
     }
 
     @property
@@ -82,18 +91,101 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
                 X, y, tukey_lambda=self._stats_space
             )
             self.classes_ = stats.classes
+            self._check_open_set()
             self._fit_base(Z, y, stats, rng)
             self.temperature_ = 1.0
             if self.calibrate_proba is not None:
                 self.base_statistics_ = replace(
                     stats, proba_temperatures=self._base_temperatures(X, y, rng)
                 )
+            self._set_threshold(Z, np.searchsorted(self.classes_, y))
             return self
         stats = self.base_statistics_ = self._checked_base(X)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self._check_open_set()
         self.temperature_ = self._few_shot_temperature(stats, y_idx)
         self._fit_few_shot(Z, y, y_idx, stats, rng)
+        self._set_threshold(Z, y_idx)
         return self
+
+    # --- open-set prediction (see _novelty)
+
+    def _check_open_set(self):
+        if self.reject is not None:
+            unknown_label_for(self.unknown_label, self.classes_, type(self).__name__)
+        for name in ("novelty_threshold_", "spread_factor_", "_class_spread"):
+            if hasattr(self, name):
+                delattr(self, name)
+
+    def _set_novelty(self, means, covariance):
+        """Keep what :meth:`novelty_score` needs: class means and the shared
+        covariance (a vector when diagonal) of Tukey-transformed features.
+        With ``reject="auto"`` the subclass then sets ``_class_spread``: the
+        modelled covariance of each class and its inflation (for the error of
+        the class mean), see :meth:`_set_threshold`."""
+        covariance = np.asarray(covariance, dtype=np.float64)
+        if covariance.ndim == 2 and _is_diagonal(covariance):
+            covariance = covariance.diagonal().copy()
+        if covariance.ndim == 1:
+            tiny = np.finfo(float).tiny
+            covariance = np.maximum(covariance, 1e-12 * max(covariance.mean(), tiny))
+        self.novelty_means_ = np.asarray(means, dtype=np.float64)
+        self.novelty_covariance_ = covariance
+
+    def _set_threshold(self, Z, y_idx):
+        """``reject="auto"``: the ``1 - false_rejection`` quantile of the
+        novelty of each class's modelled Gaussian (its spread rescaled to the
+        support's own where a class has 2 or more examples), at least the
+        largest novelty of the training examples."""
+        if self.reject != "auto":
+            return
+        spreads, inflation = self._class_spread
+        del self._class_spread
+        metric = self.novelty_covariance_
+        factor = support_spread_factor(Z, y_idx, len(self.classes_), spreads, metric)
+        self.spread_factor_ = factor
+        level = 1 - self.false_rejection
+        threshold = gaussian_rejection_threshold(
+            spreads, np.asarray(inflation) * factor, metric, level
+        )
+        # no training example is rejected; the margin covers the rounding of
+        # its novelty computed in another batch
+        own = nearest_mahalanobis(Z, self.novelty_means_, metric)
+        self.novelty_threshold_ = max(threshold, float(own.max()) * (1 + 1e-9))
+
+    def novelty_score(self, X):
+        """Novelty of every feature vector (higher: more novel): the Mahalanobis
+        distance of its Tukey transform to the nearest class mean, under the
+        classifier's shared covariance (docs/calibration.md, "Unknown
+        particles")."""
+        Z = self._validated(X)
+        if not hasattr(self, "novelty_means_"):
+            raise AttributeError(
+                f"this {type(self).__name__} was fitted by an earlier version of "
+                "fscc-sklearn and keeps no novelty statistics; fit it again."
+            )
+        return nearest_mahalanobis(Z, self.novelty_means_, self.novelty_covariance_)
+
+    def predict(self, X):
+        """Class of every feature vector; with ``reject``, ``unknown_label``
+        where :meth:`novelty_score` exceeds the rejection threshold."""
+        predicted = super().predict(X)
+        if self.reject is None:
+            return predicted
+        if self.reject == "auto":
+            if not hasattr(self, "novelty_threshold_"):
+                raise ValueError(
+                    f"reject='auto' needs the threshold set by fit; this "
+                    f"{type(self).__name__} was fitted with reject={None!r}: fit "
+                    "it again, or pass a number."
+                )
+            threshold = self.novelty_threshold_
+        else:
+            threshold = float(self.reject)
+        unknown = unknown_label_for(
+            self.unknown_label, self.classes_, type(self).__name__
+        )
+        return with_unknown(predicted, self.novelty_score(X), threshold, unknown)
 
     def _set_linear(self, coef, intercept, n_iter=None):
         """Store a linear classifier: one row of scores per class, or one row
@@ -112,7 +204,9 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
                 X_rest, y_rest, tukey_lambda=self._stats_space
             )
             k = min(self.k, len(stats.classes))
-            return clone(self).set_params(base=stats, k=k, calibrate_proba=None)
+            return clone(self).set_params(
+                base=stats, k=k, calibrate_proba=None, reject=None
+            )
 
         return base_episode_temperatures(
             make_classifier, X, y_idx, self.k, np.random.RandomState(seed)
@@ -164,7 +258,14 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``: the softmax of
-        the scores divided by ``temperature_`` (see ``calibrate_proba``)."""
+        the scores divided by ``temperature_`` (see ``calibrate_proba``).
+
+        They are probabilities *given* that the feature is of one of the
+        classes, also with ``reject``: an unknown mass would need the share of
+        unknown particles among the queries, which neither the support nor the
+        base classes tell (it depends on the picker); :meth:`novelty_score` and
+        ``predict`` carry the open-set decision instead.
+        """
         return softmax(self._logits(X) / self.temperature_)
 
     def _logits(self, X):
@@ -202,6 +303,11 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
             arrays = {}
         else:
             meta["base_statistics"], arrays = object_state(stats, "base_statistics_/")
+        if hasattr(self, "novelty_threshold_"):
+            meta["novelty_threshold"] = float(self.novelty_threshold_)
+        if hasattr(self, "novelty_means_"):
+            arrays["novelty_means"] = self.novelty_means_
+            arrays["novelty_covariance"] = self.novelty_covariance_
         if hasattr(self, "support_scatter_"):  # may be inf: an array, not JSON
             arrays["support_scatter"] = np.asarray(self.support_scatter_, np.float64)
         arrays.update(
@@ -242,6 +348,7 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
             clf.support_scatter_ = float(scatter)
         n_classes = len(clf.classes_)
         rows = 1 if n_classes == 2 else n_classes
+        clf._novelty_from_state(meta, arrays, n_classes, m)
         if "logreg" in meta:
             # version 1 kept the L-BFGS regression itself, and its coef_ and
             # intercept_ as copies; the regression's own (float64) values win
@@ -264,6 +371,27 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         n_iter = check_array(arrays, "n_iter", shape=(1,), kinds="iu")
         clf._set_linear(coef, intercept, n_iter)
         return clf
+
+    def _novelty_from_state(self, meta, arrays, n_classes, m):
+        """Novelty statistics and threshold of a model file (absent in files of
+        earlier versions: ``novelty_score`` then asks for a new fit)."""
+        if "novelty_threshold" in meta:
+            self.novelty_threshold_ = check_value(
+                meta, "novelty_threshold", "float", low=0
+            )
+        if "novelty_means" not in arrays:
+            return
+        self.novelty_means_ = check_array(arrays, "novelty_means", shape=(n_classes, m))
+        cov = arrays["novelty_covariance"] if "novelty_covariance" in arrays else None
+        shape = (m,) if cov is not None and np.ndim(cov) == 1 else (m, m)
+        cov = check_array(arrays, "novelty_covariance", shape=shape)
+        if cov.ndim == 1 and not (cov > 0).all():
+            raise ValueError("novelty_covariance must be > 0.")
+        self.novelty_covariance_ = cov
+
+
+def _is_diagonal(cov):
+    return np.count_nonzero(cov - np.diag(cov.diagonal())) == 0
 
 
 def _space_name(tukey_lambda):

@@ -315,6 +315,25 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         its number of shots (interpolated, :func:`temperature_for_shots`).
         ``None``: the scores' own softmax, far too confident on real features
         (docs/calibration.md). Predictions never change.
+    reject : None, "auto" or float >= 0, default=None
+        Open-set prediction: ``predict`` answers ``unknown_label`` for
+        features whose :meth:`novelty_score` exceeds a threshold. ``None``:
+        never (every feature gets a class). A number: that threshold.
+        "auto": the threshold fit sets (``novelty_threshold_``) so that each
+        class keeps ``1 - false_rejection`` of the features of its
+        calibrated distribution (a Gaussian with its neighbours' shrunk
+        covariance times ``1 + 1 / K``; the quantile of a moment-matched
+        chi-square), and never below the novelty of the training examples
+        themselves (no support example is rejected).
+        ``decision_function`` and ``predict_proba`` do not change.
+    false_rejection : float in (0, 1), default=0.05
+        Target share of a class's own features that ``reject="auto"``
+        rejects, on its calibrated distribution; measured on novel classes
+        of simulated subtomograms in docs/calibration.md ("Unknown particles").
+    unknown_label : str, int or None, default=None
+        Label of rejected features: ``None`` gives "unknown" for string
+        classes and -1 for integer classes; it must have the classes' type
+        and not be one of them (checked in fit when ``reject`` is set).
     random_state : int, RandomState or None, default=None
         Seeds the pseudo-novel episodes of ``calibrate_proba`` (seed 0 when
         None, so the rule stays deterministic).
@@ -338,6 +357,12 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         (``np.inf``: the support's scatter was not used).
     n_iter_ : ndarray of shape (1,)
         1: the fit is in closed form.
+    novelty_means_ : ndarray of shape (n_classes, n_features)
+        Class means of the novelty score (Tukey-transformed features).
+    novelty_covariance_ : ndarray of shape (n_features,) or (n_features, n_features)
+        Shared covariance of the novelty score (a vector when diagonal).
+    novelty_threshold_ : float
+        With ``reject="auto"`` only: the rejection threshold set by fit.
     n_features_in_ : int
         Feature dimension.
 
@@ -375,6 +400,9 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         pool_radius_shots=2,
         tukey_lambda=0.5,
         calibrate_proba="base_episodes",
+        reject=None,
+        false_rejection=0.05,
+        unknown_label=None,
         random_state=None,
     ):
         self.base = base
@@ -385,6 +413,9 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         self.pool_radius_shots = pool_radius_shots
         self.tukey_lambda = tukey_lambda
         self.calibrate_proba = calibrate_proba
+        self.reject = reject
+        self.false_rejection = false_rejection
+        self.unknown_label = unknown_label
         self.random_state = random_state
 
     @property
@@ -396,9 +427,11 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         cov = np.tensordot(
             stats.counts / stats.counts.sum(), stats.shrunk_covariances(), 1
         )
-        self._set_linear(
-            *_linear_gaussian(stats.means, shrink_to_identity(cov, self.shrinkage))
-        )
+        cov = shrink_to_identity(cov, self.shrinkage)
+        self._set_linear(*_linear_gaussian(stats.means, cov))
+        self._set_novelty(stats.means, cov)
+        if self.reject == "auto":
+            self._class_spread = (stats.shrunk_covariances(), 1 + 1 / stats.counts)
 
     def _fit_few_shot(self, Z, y, y_idx, stats, rng):
         n_classes = len(self.classes_)
@@ -417,6 +450,13 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
             Z[own], own_idx, len(own_classes), means, cov, strength
         )
         self._set_linear(coef, intercept)
+        self._set_novelty(means, cov)
+        if self.reject == "auto":
+            # each class spreads as its neighbours' shrunk covariance, plus the
+            # error of the mean of its K_c support examples
+            neighbours = _nearest_base(class_means(Z, y_idx, n_classes), stats, self.k)
+            spreads = stats.shrunk_covariances()[neighbours].mean(1)
+            self._class_spread = (spreads, 1 + 1 / counts)
 
 
 # inspect.signature (and scikit-learn's checks) would read the metaclass's

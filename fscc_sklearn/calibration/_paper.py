@@ -10,7 +10,8 @@ from threadpoolctl import threadpool_limits
 
 from ..persistence._state import register_saveable
 from ._base import CalibratedClassifierBase
-from ._statistics import _nearest_base
+from ._novelty import within_class_variances
+from ._statistics import _nearest_base, tukey_transform
 
 # Below this many support + synthetic features times dimensions, BLAS threads
 # cost more in start-up and contention than they save (measured on 2 cores).
@@ -148,6 +149,24 @@ default=None
         base-mode fit and divides few-shot scores by the one of their number
         of shots; ``None``: the regression's own probabilities. Predictions
         never change.
+    reject : None, "auto" or float >= 0, default=None
+        Open-set prediction: ``predict`` answers ``unknown_label`` for
+        features whose :meth:`novelty_score` exceeds a threshold. ``None``:
+        never (every feature gets a class). A number: that threshold.
+        "auto": the threshold fit sets (``novelty_threshold_``) so that each
+        class keeps ``1 - false_rejection`` of the features of its
+        calibrated distribution (the quantile of its ``n_samples`` draws),
+        and never below the novelty of the training examples themselves (no
+        support example is rejected).
+        ``decision_function`` and ``predict_proba`` do not change.
+    false_rejection : float in (0, 1), default=0.05
+        Target share of a class's own features that ``reject="auto"``
+        rejects, on its calibrated distribution; measured on novel classes
+        of simulated subtomograms in docs/calibration.md ("Unknown particles").
+    unknown_label : str, int or None, default=None
+        Label of rejected features: ``None`` gives "unknown" for string
+        classes and -1 for integer classes; it must have the classes' type
+        and not be one of them (checked in fit when ``reject`` is set).
     random_state : int, RandomState or None, default=None
         Seeds the sampling and the pseudo-novel episodes of
         ``calibrate_proba`` (seed 0 when None).
@@ -168,6 +187,12 @@ default=None
         for a few-shot fit with ``calibrate_proba``, else 1.
     n_iter_ : ndarray of shape (1,)
         Iterations the L-BFGS solver ran; 1 for the Newton step.
+    novelty_means_ : ndarray of shape (n_classes, n_features)
+        Class means of the novelty score (Tukey-transformed features).
+    novelty_covariance_ : ndarray of shape (n_features,) or (n_features, n_features)
+        Shared covariance of the novelty score (a vector when diagonal).
+    novelty_threshold_ : float
+        With ``reject="auto"`` only: the rejection threshold set by fit.
     n_features_in_ : int
         Feature dimension.
 
@@ -205,6 +230,9 @@ default=None
         solver="newton",
         max_iter=1000,
         calibrate_proba="base_episodes",
+        reject=None,
+        false_rejection=0.05,
+        unknown_label=None,
         random_state=None,
     ):
         self.base = base
@@ -216,6 +244,9 @@ default=None
         self.solver = solver
         self.max_iter = max_iter
         self.calibrate_proba = calibrate_proba
+        self.reject = reject
+        self.false_rejection = false_rejection
+        self.unknown_label = unknown_label
         self.random_state = random_state
 
     @property
@@ -224,6 +255,7 @@ default=None
 
     def _fit_base(self, Z, y, stats, rng):
         self._fit_logreg(Z, y, rng)
+        self._fit_novelty(Z, np.unique(y, return_inverse=True)[1], len(Z))
 
     def _fit_few_shot(self, Z, y, y_idx, stats, rng):
         small = Z.shape[1] * self.n_samples * len(self.classes_) < _SMALL_PROBLEM
@@ -233,6 +265,43 @@ default=None
                 n_samples=self.n_samples, rng=rng, dtype=np.float32,
             )  # fmt: skip
             self._fit_logreg(X_train, y_train, rng)
+            self._fit_novelty(X_train, np.searchsorted(self.classes_, y_train), len(Z))
+
+    def _fit_novelty(self, X_train, y_idx, n_support):
+        """Novelty: Euclidean distance to the nearest mean of the support's
+        classes (Tukey space), in units of the training features' mean
+        within-class deviation. Training features are the support and the
+        draws from its calibrated distributions (in base mode: the base
+        features); with ``reject="auto"`` each class's spread is modelled by
+        :meth:`_tukey_spreads` (in base mode: its own features' spread), see
+        ``_set_threshold``."""
+        n_classes = len(self.classes_)
+        X_train = np.asarray(X_train, dtype=np.float64)
+        _, variances = within_class_variances(X_train, y_idx, n_classes)
+        support = X_train[:n_support]
+        means, _ = within_class_variances(support, y_idx[:n_support], n_classes)
+        self._set_novelty(means, np.full(len(variances), variances.mean()))
+        if self.reject != "auto":
+            return
+        if self.base is None:  # base mode: the base features' own spread
+            spreads = [X_train[y_idx == c].var(0) for c in range(n_classes)]
+        else:
+            spreads = self._tukey_spreads(means)
+        counts = np.bincount(y_idx[:n_support], minlength=n_classes)
+        self._class_spread = (spreads, 1 + 1 / counts)
+
+    def _tukey_spreads(self, support_means):
+        """Per-feature variance of each class in Tukey space: the raw-feature
+        variances of its ``k`` nearest base classes (the recipe's statistics),
+        carried through the Tukey power by its derivative at their means."""
+        stats = self.base_statistics_
+        raw = np.maximum(stats.means, 1e-6 * max(float(stats.means.mean()), 1e-300))
+        lam = self.tukey_lambda
+        slope = 1 / raw if lam == 0 else lam * raw ** (lam - 1)
+        variances = np.diagonal(stats.covariances, axis1=1, axis2=2) * slope**2
+        d2 = ((support_means[:, None] - tukey_transform(raw, lam)[None]) ** 2).sum(-1)
+        nearest = np.argsort(d2, axis=1, kind="stable")[:, : self.k]
+        return list(variances[nearest].mean(1))
 
     def _fit_logreg(self, X_train, y_train, rng):
         if self.solver == "newton":
