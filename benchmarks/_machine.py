@@ -40,6 +40,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# the instruction sets that pick oneDNN's and the BLAS's kernels
+_KERNEL_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512", "amx", "vnni", "bf16", "fp16")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix instruction flags (``/proc/cpuinfo``)."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return sorted(f for f in flags if f.startswith(_KERNEL_FLAGS))
+    return []
+
+
 def _git() -> str | None:
     try:
         return subprocess.run(
@@ -80,6 +94,7 @@ def machine_info(*, threads: int | None = None, packages=()) -> dict:
         "git": _git(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
