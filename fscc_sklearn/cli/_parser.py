@@ -124,6 +124,14 @@ def _pretrain_command(sub) -> None:
         help=f"model file (.safetensors, safe; or .joblib) ({DEFAULT_MODEL})",
     )
     p.add_argument("--plot-dir", help="also save training curves and maps here")
+    p.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="folder of the checkpoint saved after every epoch: the same command "
+        "run again after an interruption resumes from it, bit-identical to an "
+        "uninterrupted run (default: OUTPUT.checkpoint; removed once the model is "
+        "saved; --force starts over)",
+    )
     _training_args(p)
     _common(p)
 

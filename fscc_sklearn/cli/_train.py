@@ -144,9 +144,9 @@ def _training_facts(args, n, seconds) -> dict:
 
 
 def _checkpoint_for(args):
-    """A checkpoint beside the output: a rerun after Ctrl-C resumes from it."""
-
-    folder = Path(f"{args.output}.checkpoint")
+    """A checkpoint (--checkpoint, or beside the output): a rerun after Ctrl-C
+    resumes from it."""
+    folder = Path(args.checkpoint or f"{args.output}.checkpoint")
     return AtomicCheckpoint(folder, resume=not args.force)
 
 
