@@ -22,6 +22,9 @@ _OWN_FILES = (
     "pretrained.safetensors",
     "adapted_5shot.safetensors",
     "predictions.csv",
+    "clusters.csv",
+    "averages.mrcs",
+    "cluster_*.png",
 )
 
 

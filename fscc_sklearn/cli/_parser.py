@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     _adapt_command(sub)
     _predict_command(sub)
     _evaluate_command(sub)
+    _cluster_command(sub)
+    _suggest_command(sub)
     _demo_command(sub)
     return parser
 
@@ -291,4 +293,132 @@ def _demo_command(sub) -> None:
         "--queries", type=_positive_int, default=15, help="queries per class (15)"
     )
     _training_args(p, demo=True)
+    _common(p)
+
+
+def _embedding_model_args(p) -> None:
+    """MODEL or --pretrained: whose embedder gives the features (cluster, suggest)."""
+    p.add_argument(
+        "model", nargs="?", help="model file whose embedder to use (or --pretrained)"
+    )
+    p.add_argument(
+        "--pretrained",
+        choices=("general",),
+        help="use the model shipped with the package instead of a file",
+    )
+
+
+def _cluster_command(sub) -> None:
+    p = _add(
+        sub,
+        "cluster",
+        "_cluster:cmd_cluster",
+        "find the species in unlabelled picks: clusters, averages, pictures",
+        "Embed the picks with the model's embedder, reduce (PCA, or UMAP when "
+        "umap-learn is installed) and cluster with HDBSCAN. Writes OUT_DIR/"
+        "clusters.csv (cluster of every pick, -1 noise; example_rank 1 marks the "
+        "most central member), averages.mrcs (the mean subtomogram of each "
+        "cluster, unaligned) and cluster_<k>.png (projections of the average and "
+        "central slices of members). Name a cluster and use its members as "
+        "support examples.",
+        [
+            "fscc cluster --pretrained general picks/ -o clusters",
+            "fscc cluster model.safetensors --tomogram tomo.mrc --particles "
+            "picks.star -o clusters --min-cluster-size 20",
+        ],
+    )
+    _embedding_model_args(p)
+    _data_args(p, labels_required=False)
+    p.add_argument(
+        "-o", "--out-dir", default="clusters", help="output folder (clusters)"
+    )
+    g = p.add_argument_group("clustering (fscc_sklearn.cluster_embeddings)")
+    g.add_argument(
+        "--reduce",
+        choices=("pca", "umap", "none"),
+        default="pca",
+        help="reduction before clustering (pca; umap needs umap-learn)",
+    )
+    g.add_argument(
+        "--n-components",
+        type=_positive_int,
+        default=10,
+        help="dimensions kept by the reduction (10)",
+    )
+    g.add_argument(
+        "--min-cluster-size",
+        type=_positive_int,
+        default=10,
+        help="smallest group of picks called a cluster (10)",
+    )
+    g.add_argument(
+        "--min-samples",
+        type=_positive_int,
+        help="HDBSCAN min_samples (default: --min-cluster-size)",
+    )
+    g.add_argument(
+        "--selection",
+        choices=("leaf", "eom"),
+        default="leaf",
+        help="HDBSCAN cluster selection: leaf (many small clusters, default) or "
+        "eom (fewer, larger ones)",
+    )
+    g.add_argument(
+        "--examples",
+        type=_positive_int,
+        default=5,
+        help="central members marked and drawn per cluster (5)",
+    )
+    p.add_argument("--no-plots", action="store_true", help="write no PNG files")
+    _resample_arg(p)
+    _common(p)
+
+
+# fscc_sklearn.discovery.STRATEGIES (a test compares), written out so that
+# building the parser imports no library code
+_STRATEGIES = ("typical", "margin", "entropy", "kcenter", "unknown", "random")
+
+
+def _suggest_command(sub) -> None:
+    p = _add(
+        sub,
+        "suggest",
+        "_suggest:cmd_suggest",
+        "rank unlabelled picks: which to label next",
+        "The labelled picks of the input (--labels, or the label column of "
+        "--particles) are the support set, the unlabelled ones the pool. Adapts "
+        "the model to the support set and writes the N pool picks most worth "
+        "labelling (with coordinates when known, the predicted class, margin and "
+        "unknown scores) and a PNG of their central slices.",
+        [
+            "fscc suggest --pretrained general picks/ --labels few.csv -n 20",
+            "fscc suggest model.safetensors --tomogram tomo.mrc --particles "
+            "picks.star -o next.csv --strategy margin",
+        ],
+    )
+    _embedding_model_args(p)
+    _data_args(p, labels_required=False)
+    p.add_argument(
+        "-o",
+        "--output",
+        default="suggestions.csv",
+        help="output table (suggestions.csv); its picture: the same name, .png",
+    )
+    p.add_argument(
+        "-n",
+        "--n-suggest",
+        type=_positive_int,
+        default=10,
+        help="picks to suggest (10)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=_STRATEGIES,
+        default="typical",
+        help="typical (default: the most typical pick of each unlabelled group), "
+        "margin / entropy (least certain), kcenter (most different from the "
+        "labelled picks), unknown (farthest from every labelled class), random",
+    )
+    p.add_argument("--no-plots", action="store_true", help="write no PNG file")
+    _resample_arg(p)
     _common(p)

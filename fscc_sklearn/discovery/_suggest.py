@@ -19,6 +19,7 @@ Strategies (all on the same features, Tukey-transformed as the classifiers do):
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -27,10 +28,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch, check_random_state
 
 from ..calibration import tukey_transform
+from ..io._atomic import atomic_output
 from ..model_selection import adapt
+from ..report.plotting import _figure, _save
 from ._cluster import embed_picks
 
-__all__ = ["STRATEGIES", "suggest_labels"]
+__all__ = ["STRATEGIES", "plot_picks", "suggest_labels", "write_suggestions"]
 
 STRATEGIES = ("typical", "margin", "entropy", "kcenter", "unknown", "random")
 
@@ -200,3 +203,77 @@ default="typical"
         classes=classes,
         strategy=strategy,
     )
+
+
+def write_suggestions(
+    result, path, *, rows=None, names=None, coords=None, overwrite=False
+):
+    """Write the suggested picks as a CSV table, best first.
+
+    Columns: ``rank``, ``name``, ``x, y, z`` (when ``coords`` are given), the
+    classifier's ``predicted`` class, ``margin`` and ``unknown`` scores.
+
+    Parameters
+    ----------
+    result : Bunch
+        From :func:`suggest_labels`.
+    path : str or path-like
+        Output ``.csv``.
+    rows : array-like of int, optional
+        Row of each pool pick in ``names`` / ``coords`` (default: the pool's own
+        order).
+    names : sequence of str, optional
+        Name of every pick (default ``pick_<row>``).
+    coords : array-like of shape (n, 3), optional
+        x, y, z of every pick.
+    overwrite : bool, default=False
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    idx = np.asarray(result.indices)
+    rows = np.arange(len(result.margin)) if rows is None else np.asarray(rows)
+    if len(rows) != len(result.margin):
+        raise ValueError(
+            f"rows has {len(rows)} entries for a pool of {len(result.margin)} picks."
+        )
+    header = ["rank", "name", *(["x", "y", "z"] if coords is not None else [])]
+    lines = [",".join([*header, "predicted", "margin", "unknown"])]
+    for rank, i in enumerate(idx, start=1):
+        r = int(rows[i])
+        line = [str(rank), names[r] if names is not None else f"pick_{r:06d}"]
+        if coords is not None:
+            line += [f"{v:g}" for v in np.asarray(coords, dtype=float)[r]]
+        line += [
+            str(result.predicted[i]),
+            f"{result.margin[i]:.4f}",
+            f"{result.unknown[i]:.4f}",
+        ]
+        lines.append(",".join(line))
+    path = Path(path)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_picks(volumes, titles, path, *, columns=5, overwrite=False):
+    """Central z slices of some picks in a grid, one title each (needs matplotlib)."""
+    volumes = np.asarray(volumes)
+    if volumes.ndim != 4 or len(volumes) != len(titles) or not len(volumes):
+        raise ValueError(
+            f"volumes must be (n, D, H, W) with n >= 1 and one title each; got "
+            f"shape {volumes.shape} and {len(titles)} titles."
+        )
+    cols = min(columns, len(volumes))
+    rows = -(-len(volumes) // cols)
+    fig = _figure(1.6 * cols + 0.2, 1.7 * rows + 0.2)
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, vol, title in zip(axes, volumes, titles, strict=False):
+        img = vol[vol.shape[0] // 2]
+        lo, hi = np.percentile(img, [1, 99])
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+        ax.set_title(str(title), fontsize="x-small")
+    return _save(fig, path, overwrite)
