@@ -154,3 +154,14 @@ def test_suggest_needs_labelled_and_unlabelled_picks(picks, tmp_path, capsys):
         main(["suggest", "--pretrained", "general", "--strategy", "best"])
     assert exit_.value.code == 2
     assert "invalid choice: 'best'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["cluster", "suggest"])
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"fscc {command} --pretrained general" in out
+    for option in ("--quiet", "--force", "--seed", "--pretrained", "--no-plots"):
+        assert option in out
