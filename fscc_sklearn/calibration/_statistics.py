@@ -201,6 +201,12 @@ class BaseStatistics:
         covariances = check_array(
             arrays, "covariances", shape=(n, d, d), dtype="float64"
         )
+        variances = np.diagonal(covariances, axis1=1, axis2=2)
+        if (variances < 0).any():
+            raise ValueError(
+                "tensor 'covariances' holds negative variances on its diagonal "
+                f"(min {variances.min():.3g})."
+            )
         counts = check_array(arrays, "counts", shape=(n,), dtype="int64")
         if (counts < 2).any():
             raise ValueError(f"counts must be >= 2 per class; got {counts.tolist()}.")

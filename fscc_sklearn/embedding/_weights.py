@@ -97,11 +97,34 @@ def from_model_state(cls, params, meta, arrays, *, device="cpu"):
     emb = cls(**{**params, "device": device})
     emb.classes_ = labels_from_json(check_value(meta, "classes", "dict"))
     emb.input_shape_ = tuple(shape)
+    # the tensors are checked against a network built on the meta device (no
+    # memory) first: the real one is then no larger than the file's tensors
+    state = _checked_weights(arrays, _module_shapes(emb, "meta"))
     try:
         emb.initialize()
     except TypeError as exc:  # e.g. an unknown module__ parameter
         raise ValueError(f"cannot rebuild the network: {exc}") from None
-    expected = emb.module_.state_dict()
+    emb.module_.load_state_dict(state, strict=True)
+    emb.module_.eval()
+    emb.history = History(history)
+    return emb
+
+
+def _module_shapes(emb, device) -> dict:
+    """``name -> tensor`` of the network ``emb`` would build, on ``device``."""
+    kwargs = emb.get_params_for("module")
+    kwargs.setdefault("n_classes", len(emb.classes_))
+    kwargs.setdefault("volume_size", emb.input_shape_[-1])
+    try:
+        with torch.device(device):
+            return emb.initialized_instance(emb.module, kwargs).state_dict()
+    except TypeError as exc:  # e.g. an unknown module__ parameter
+        raise ValueError(f"cannot rebuild the network: {exc}") from None
+
+
+def _checked_weights(arrays, expected) -> dict:
+    """The network's tensors of ``arrays``, each as ``expected`` has it: same
+    names, shapes and dtypes, finite, batch-norm variances >= 0."""
     got = {k[len(_MODULE) :] for k in arrays if k.startswith(_MODULE)}
     missing, extra = sorted(set(expected) - got), sorted(got - set(expected))
     if missing or extra:
@@ -109,22 +132,22 @@ def from_model_state(cls, params, meta, arrays, *, device="cpu"):
             f"network tensors do not match the module: missing {missing[:5]}, "
             f"unexpected {extra[:5]}."
         )
-    state = {
-        key: torch.from_numpy(
-            check_array(
-                arrays,
-                _MODULE + key,
-                shape=tuple(ref.shape),
-                dtype=str(ref.dtype).replace("torch.", ""),
-                finite=ref.is_floating_point(),
-            )
+    state = {}
+    for key, ref in expected.items():
+        arr = check_array(
+            arrays,
+            _MODULE + key,
+            shape=tuple(ref.shape),
+            dtype=str(ref.dtype).replace("torch.", ""),
+            finite=ref.is_floating_point(),
         )
-        for key, ref in expected.items()
-    }
-    emb.module_.load_state_dict(state, strict=True)
-    emb.module_.eval()
-    emb.history = History(history)
-    return emb
+        if key.endswith("running_var") and (arr < 0).any():
+            raise ValueError(
+                f"tensor '{_MODULE}{key}' holds negative variances "
+                f"(min {arr.min():.3g})."
+            )
+        state[key] = torch.from_numpy(arr)
+    return state
 
 
 def load_initial_weights(emb, source_module) -> None:

@@ -6,12 +6,15 @@ else (hyper-parameters, class names, box and voxel size, versions, seed,
 training history) as JSON in the file's metadata. Each estimator says what it
 saves (``_get_model_state``) and how it is rebuilt (``_from_model_state``); the
 file is a loop over the pipeline's steps (:mod:`._state`). Loading runs no code
-from the file: only the package's registered classes are built, and every
-value is checked by the class that reads it.
+from the file: the metadata is checked against the format's limits before
+anything is built (:mod:`._schema`), only the package's registered classes are
+built, every value is checked by the class that reads it, and the header's
+description (classes, box) must be what was built.
 
-Jobs are split: :mod:`._format` (file, header, hash), :mod:`._state` (protocol
-and loop), :mod:`._v1` (files of format version 1), :mod:`._joblib` (pickle),
-:mod:`._inputs` (box and voxel size of new data).
+Jobs are split: :mod:`._format` (file, header, hash, signature),
+:mod:`._schema` (limits), :mod:`._state` (protocol and loop), :mod:`._v1`
+(files of format version 1), :mod:`._joblib` (pickle), :mod:`._inputs` (box
+and voxel size of new data).
 """
 
 from __future__ import annotations
@@ -33,17 +36,20 @@ from ._format import (
     content_hash,
     format_of,
     header,
+    model_key,
     read_safe,
     write_safe,
 )
 from ._inputs import ModelInputError, check_model_input
 from ._joblib import UnsafeModelFileWarning, read_joblib, write_joblib
+from ._schema import ModelFileError, check_description
 from ._state import model_from_state, model_state, to_json_scalar
 
 __all__ = [
     "FORMAT_VERSION",
     "PICKLE_SUFFIXES",
     "SAFE_SUFFIXES",
+    "ModelFileError",
     "ModelInputError",
     "UnsafeModelFileWarning",
     "check_model_input",
@@ -134,6 +140,7 @@ def save_model(
     *,
     format: str = "auto",
     overwrite: bool = False,
+    key: str | bytes | None = None,
 ) -> Path:
     """Save a fitted pipeline with its metadata.
 
@@ -156,6 +163,11 @@ def save_model(
         ``"auto"`` follows the suffix.
     overwrite : bool, default=False
         Whether an existing file may be replaced.
+    key : str or bytes, optional
+        Sign the file with HMAC-SHA256 under this secret key (default: the
+        environment variable ``FSCC_MODEL_KEY``, if set); :func:`load_model`
+        with the same key then refuses any edited or unsigned file. Safe format
+        only.
 
     Returns
     -------
@@ -190,8 +202,14 @@ def save_model(
     """
     path = Path(path)
     fmt = format_of(path, format)
+    key = model_key(key)
     info = header(metadata)
     if fmt == "joblib":
+        if key is not None:
+            raise ValueError(
+                "A signing key is set (key= or FSCC_MODEL_KEY), but only the safe "
+                "format (.safetensors) can be signed."
+            )
         try:
             info.update(model_metadata(model))
         except (ValueError, AttributeError, TypeError):
@@ -200,7 +218,11 @@ def save_model(
     description, tensors = model_state(model)
     info.update(model_metadata(model))
     info["model"] = description
-    return write_safe(path, tensors, info, overwrite=overwrite)
+    try:
+        check_description(description)
+    except ModelFileError as exc:
+        raise ValueError(f"cannot save this model: {exc}") from None
+    return write_safe(path, tensors, info, overwrite=overwrite, key=key)
 
 
 def load_model(
@@ -209,12 +231,15 @@ def load_model(
     format: str = "auto",
     device: str = "cpu",
     return_metadata: bool = False,
+    key: str | bytes | None = None,
 ):
     """Load a model saved by :func:`save_model`.
 
     The safe format (``.safetensors``) rebuilds the pipeline from the
-    library's classes without running code from the file; its tensors,
-    shapes, metadata and content hash are checked. A joblib file is unpickled
+    library's classes without running code from the file. The file is
+    untrusted input: its metadata is checked against the format's limits
+    (docs/reliability.md) before anything is built, then its tensors, shapes
+    and content hash. A joblib file is unpickled
     after a :class:`UnsafeModelFileWarning`: unpickling can run arbitrary code,
     so load only files you trust.
 
@@ -229,6 +254,11 @@ def load_model(
         used by the safe format.
     return_metadata : bool, default=False
         Also return the metadata dict.
+    key : str or bytes, optional
+        Refuse the file unless it was signed with this key by
+        :func:`save_model` (default: the environment variable
+        ``FSCC_MODEL_KEY``, if set). The models shipped inside the package
+        need no signature. A joblib file cannot be signed: it is refused.
 
     Returns
     -------
@@ -243,30 +273,72 @@ def load_model(
         If ``path`` does not exist.
     ValueError
         If the file is not a model file of this library, was modified
-        (content hash), or holds unexpected tensors, shapes or metadata.
+        (content hash, or signature with a key), or holds unexpected tensors,
+        shapes or metadata; the message names the field.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Model file not found: '{path}'")
     if not path.is_file():
         raise ValueError(f"Model path '{path}' is not a file.")
-    if format_of(path, format) == "joblib":
+    fmt = format_of(path, format)
+    key = model_key(key)
+    if fmt == "joblib":
+        if key is not None:
+            raise ValueError(
+                f"'{path}': a signing key is set (key= or FSCC_MODEL_KEY), and a "
+                "joblib file cannot be verified; load a signed .safetensors file."
+            )
         model, info = read_joblib(path)
     else:
-        model, info = _load_safe(path, device)
+        model, info = _load_safe(path, device, key)
     return (model, info) if return_metadata else model
 
 
-def _load_safe(path: Path, device: str):
-    tensors, info = read_safe(path)
+def _shipped(path: Path) -> bool:
+    """Whether ``path`` is a model file shipped inside the package: as trusted
+    as the package's code, so no signature is asked of it."""
+    shipped = Path(__file__).resolve().parents[1] / "pretrained"
+    return path.resolve().parent == shipped
+
+
+def _load_safe(path: Path, device: str, key=None):
+    tensors, info = read_safe(path, key, shipped=_shipped(path))
     try:
         if info["format_version"] == 1:
             description, tensors = _v1.translate(info["structure"], tensors)
         else:
             description = info["model"]
+        check_description(description)
         model = model_from_state(description, tensors, device=device)
+        _check_description_matches(info, model)
+    except ModelFileError as exc:
+        raise ValueError(f"model file '{path}': {exc}") from None
     except KeyError as exc:
         raise ValueError(f"'{path}': malformed model metadata ({exc!r}).") from None
     except ValueError as exc:
         raise ValueError(f"'{path}': {exc}") from None
     return model, info
+
+
+def _check_description_matches(info: dict, model) -> None:
+    """The header's facts (classes, box, kind) and the steps' feature counts
+    must be those of the model built: callers trust the header."""
+    steps = _steps(model)
+    for before, after in zip(steps, steps[1:], strict=False):
+        made = getattr(getattr(before, "module_", None), "num_features", None)
+        wanted = getattr(after, "n_features_in_", None)
+        if made is not None and wanted is not None and made != wanted:
+            raise ModelFileError(
+                "model.steps",
+                f"do not fit: {type(before).__name__} makes {made} features, "
+                f"{type(after).__name__} expects n_features_in = {wanted}.",
+            )
+    facts = model_metadata(model)
+    for key in ("kind", "box_size", "classes", "base_classes", "novel_classes"):
+        if key in info and info[key] != facts[key]:
+            raise ModelFileError(
+                key,
+                f"= {str(info[key])[:60]} is not what the model holds "
+                f"({str(facts[key])[:60]}).",
+            )

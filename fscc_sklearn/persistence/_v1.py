@@ -113,6 +113,7 @@ def _embedder(e, tensors):
 # parameters of version 1's classifier that only one recipe used
 _PAPER_ONLY = ("alpha", "n_samples", "C", "solver", "max_iter")
 _BAYES_ONLY = ("kappa", "shrinkage", "support_scatter", "pool_radius_shots")
+_METHODS = ("bayes", "paper")
 
 
 def _classifier(c, tensors):
@@ -169,7 +170,12 @@ def _classifier(c, tensors):
     params = dict(c["params"]) if isinstance(c["params"], dict) else c["params"]
     # version 1 had one class whose ``method`` chose the recipe; each recipe is
     # now its own class with only its own parameters
-    paper = isinstance(params, dict) and params.pop("method", "bayes") == "paper"
+    method = params.pop("method", "bayes") if isinstance(params, dict) else "bayes"
+    if method not in _METHODS:
+        raise ValueError(
+            f"{name}.params.method = {method!r:.40} is not one of {list(_METHODS)}."
+        )
+    paper = method == "paper"
     if isinstance(params, dict):
         drop = _BAYES_ONLY if paper else _PAPER_ONLY
         params = {k: v for k, v in params.items() if k not in drop}
