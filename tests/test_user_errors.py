@@ -442,3 +442,76 @@ def test_calibrated_cv_before_fit_and_on_negative_features():
         match="Negative values in data passed to CalibratedFewShotClassifierCV",
     ):
         clf.fit(-np.ones((6, 3)), [0, 0, 0, 1, 1, 1])
+
+
+# the argument parser, fuzzed ---------------------------------------------------------
+
+
+def _commands():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return sub.choices
+
+
+_RANGES = {
+    "_positive_int": lambda v: isinstance(v, int) and v >= 1,
+    "_non_negative_int": lambda v: isinstance(v, int) and v >= 0,
+    "_positive_float": lambda v: np.isfinite(v) and v > 0,
+    "_non_negative_float": lambda v: np.isfinite(v) and v >= 0,
+    "_fraction": lambda v: 0 < v <= 1,
+}
+
+
+def test_fuzzed_command_lines_parse_or_are_usage_errors(capsys):
+    """Random options and values: a Namespace whose values are in range, or a
+    usage error (exit 2) with argparse's message; never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    commands, parser = _commands(), build_parser()
+    values = st.one_of(
+        st.integers(-(2**70), 2**70).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["0", "-1", "1", "nan", "inf", "-inf", "1e309", "", "1_0"]),
+        st.text(max_size=8),
+    )
+
+    @st.composite
+    def command_lines(draw):
+        name = draw(st.sampled_from(sorted(commands)))
+        options = [
+            a
+            for a in commands[name]._actions
+            if a.option_strings and a.dest not in ("help",)
+        ]
+        argv = [name, "x"]
+        for action in draw(st.lists(st.sampled_from(options), max_size=4)):
+            argv.append(action.option_strings[-1])
+            if action.nargs != 0:
+                argv.append(draw(values))
+        return argv
+
+    @settings(
+        max_examples=400,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(command_lines())
+    def parse(argv):
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            assert exc.code == 2, argv
+            err = capsys.readouterr().err
+            last = err.strip().splitlines()[-1]
+            assert last.startswith((f"fscc {argv[0]}: error: ", "fscc: error: "))
+            return
+        for action in commands[argv[0]]._actions:
+            check = _RANGES.get(getattr(action.type, "__name__", None))
+            value = getattr(args, action.dest, None)
+            if check is not None and value is not None:
+                for v in value if isinstance(value, list) else [value]:
+                    assert check(v), (argv, action.dest, v)
+
+    parse()

@@ -15,7 +15,7 @@ def _whole(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a whole number, got '{text}'"
+            f"expected a whole number, got {text!r}"
         ) from None
 
 
@@ -23,9 +23,9 @@ def _finite(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value}")
     return value
 
 
@@ -49,7 +49,7 @@ def _positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     value = _finite(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
     return value
 
 
@@ -57,7 +57,7 @@ def _non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
     value = _finite(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return value
 
 
@@ -65,7 +65,7 @@ def _fraction(text: str) -> float:
     """argparse type: a number in (0, 1]."""
     value = _finite(text)
     if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number > 0 and <= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number > 0 and <= 1, got {value}")
     return value
 
 
