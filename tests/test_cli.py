@@ -308,9 +308,10 @@ def test_predict_from_tomogram_and_particle_list(work, tmp_path, capsys):
         tmp_path / "pred.csv",
     )
     assert code == 0
+    # the CSV particle list comes back with its columns, then the predictions
     lines = [r.split(",") for r in (tmp_path / "pred.csv").read_text().splitlines()]
-    assert lines[0][:5] == ["subtomogram", "x", "y", "z", "label"]
-    assert [tuple(int(float(v)) for v in r[1:4]) for r in lines[1:]] == centres
+    assert lines[0][:6] == ["x", "y", "z", "subtomogram", "prediction", "score"]
+    assert [tuple(int(v) for v in r[0:3]) for r in lines[1:]] == centres
     assert [r[4] for r in lines[1:]] == expected.tolist()
 
 
@@ -340,7 +341,7 @@ def test_predict_on_a_dask_scheduler(work, tmp_path, capsys):
     assert "in 3 chunks" in out
     lines = (tmp_path / "pred.csv").read_text().splitlines()
     header = lines[0].split(",")
-    labels = [r.split(",")[header.index("label")] for r in lines[1:]]
+    labels = [r.split(",")[header.index("prediction")] for r in lines[1:]]
     assert labels == expected.tolist()
 
     # without --scheduler: the same table (one writer, io.write_predictions)
@@ -358,8 +359,9 @@ def test_predict_on_a_dask_scheduler(work, tmp_path, capsys):
     assert code == 0, err
     local = (tmp_path / "local.csv").read_text().splitlines()
     assert local[0] == lines[0]
-    assert header[:6] == ["subtomogram", "x", "y", "z", "label", "probability"]
-    numbers = header.index("probability")
+    # the CSV particle list's columns, then the predictions (issue 22)
+    assert header[:6] == ["x", "y", "z", "subtomogram", "prediction", "score"]
+    numbers = header.index("score")
     for a, b in zip(local[1:], lines[1:], strict=True):
         a, b = a.split(","), b.split(",")
         assert a[:numbers] == b[:numbers]  # names, coordinates, labels

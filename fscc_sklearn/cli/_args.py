@@ -143,6 +143,7 @@ def _data_args(sub, *, labels_required: bool, model: bool = True):
         "content; a SHREC list whose axis order the file does not decide is "
         "refused: then give shrec19 (pdb_id Z Y X ...) or shrec21 (class x y z ...))",
     )
+    _star_tomogram_args(sub)
     sub.add_argument(
         "--box",
         type=_positive_int,
@@ -169,6 +170,59 @@ def _data_args(sub, *, labels_required: bool, model: bool = True):
     sub.add_argument(
         "--classes",
         help="comma-separated classes to keep (default: all; needs labels)",
+    )
+
+
+def _star_tomogram_args(sub):
+    """RELION 5 particle lists: which tomogram, and its tomograms.star (issue 22)."""
+    sub.add_argument(
+        "--tomo-name",
+        help="for a STAR list of several tomograms: the rlnTomoName (or "
+        "rlnMicrographName) of --tomogram (default: its file name, when listed)",
+    )
+    sub.add_argument(
+        "--tomograms-star",
+        help="RELION 5 tomograms.star: pixel size, binning and size of each "
+        "tomogram, to place _rlnCenteredCoordinate*Angst (default: the voxel size "
+        "and shape of --tomogram)",
+    )
+
+
+def _copick_args(sub):
+    """``fscc predict --copick``: particles and tomogram of a copick run (issue 22)."""
+    g = sub.add_argument_group("copick project (needs fscc-sklearn[copick])")
+    g.add_argument(
+        "--copick",
+        metavar="CONFIG",
+        help="copick project config (local filesystem project): classify the "
+        "picks of --run in its tomogram and write the predictions back as picks",
+    )
+    g.add_argument("--run", help="copick run name")
+    g.add_argument(
+        "--tomogram-type", help="copick reconstruction type (e.g. wbp, denoised)"
+    )
+    g.add_argument(
+        "--voxel-spacing",
+        type=_positive_float,
+        help="copick voxel spacing in Angstrom (default: the model's voxel size)",
+    )
+    g.add_argument(
+        "--pick-objects",
+        help="comma-separated pickable objects whose picks are classified "
+        "(default: all picks of the run)",
+    )
+    g.add_argument(
+        "--copick-object",
+        action="append",
+        default=[],
+        metavar="CLASS=OBJECT",
+        help="write class CLASS as picks of copick object OBJECT (repeatable; "
+        "default: the object named like the class)",
+    )
+    g.add_argument(
+        "--copick-user",
+        default="fscc",
+        help="copick user id of the written picks (fscc; session 0)",
     )
 
 

@@ -53,6 +53,10 @@ class LabelledData:
         the others hold ``""`` in ``y``). All False when ``y`` is None.
     labels_source : str or None
         The labels table or particle list the labels came from.
+    particles : ParticleTable or None
+        The particle list the subtomograms were cut at.
+    particle_rows : ndarray of int or None
+        Row of ``particles`` of each subtomogram.
     """
 
     X: np.ndarray
@@ -63,6 +67,8 @@ class LabelledData:
     source: str
     labelled: np.ndarray = field(default=None)
     labels_source: str | None = None
+    particles: ParticleTable | None = None
+    particle_rows: np.ndarray | None = None
 
     def __post_init__(self):
         if self.labelled is None:
@@ -78,6 +84,8 @@ class LabelledData:
             self.source,
             self.labelled[rows],
             self.labels_source,
+            self.particles,
+            None if self.particle_rows is None else self.particle_rows[rows],
         )
 
     def without_labels(self) -> LabelledData:
@@ -259,7 +267,10 @@ class EdgeReport:
 
 
 def tomogram_info(tomogram: str | os.PathLike) -> tuple[tuple[int, ...], float | None]:
-    """Shape ``(Z, Y, X)`` and header voxel size (None when unset) of an MRC file."""
+    """Shape ``(Z, Y, X)`` and header voxel size (None when unset) of an MRC file
+    (of an array: its shape, voxel size None)."""
+    if isinstance(tomogram, np.ndarray):
+        return tuple(tomogram.shape), None
     with open_mrc(tomogram) as mrc:
         return tuple(mrc.data.shape), _header_voxel_size(mrc, Path(tomogram))
 
@@ -275,14 +286,17 @@ def load_tomogram_data(
     edge: str = "skip",
     chunk: int = 256,
     progress=None,
+    name: str | None = None,
 ) -> tuple[LabelledData, EdgeReport]:
     """Extract boxes at the particles of a list.
 
     Particles whose centre lies outside the tomogram are skipped; those whose
     box crosses its edge are skipped (``edge="skip"``) or padded with the mean
     of the part of their box inside the tomogram (``edge="pad"``). Both are
-    listed in the returned :class:`EdgeReport`.
+    listed in the returned :class:`EdgeReport`. ``tomogram`` may be an array
+    (``name`` then names it in messages).
     """
+    tomogram_name = name or str(tomogram)
     table = (
         particles
         if isinstance(particles, ParticleTable)
@@ -301,7 +315,7 @@ def load_tomogram_data(
     if not len(rows):
         raise ValueError(
             f"All {len(table)} particle centres of '{source}' lie outside "
-            f"'{tomogram}' of shape (Z, Y, X)={shape}; check the axis order "
+            f"'{tomogram_name}' of shape (Z, Y, X)={shape}; check the axis order "
             "(the list's format) and the binning."
         )
     border = "pad" if edge == "pad" else "skip"
@@ -322,9 +336,9 @@ def load_tomogram_data(
     if not len(kept):
         raise ValueError(
             f"All {len(table)} particles of '{source}' lie too close to the edge "
-            f"of '{tomogram}' for a {box}^3 box (pass --edge pad to keep them)."
+            f"of '{tomogram_name}' for a {box}^3 box (pass --edge pad to keep them)."
         )
-    vs = _voxel_size(vs, voxel_size, str(tomogram))
+    vs = _voxel_size(vs, voxel_size, tomogram_name)
     y = None if labels is None else np.asarray(labels, dtype=str)[kept]
     names = particle_names(kept)
     data = LabelledData(
@@ -333,8 +347,10 @@ def load_tomogram_data(
         vs,
         names,
         table.coords[kept],
-        str(tomogram),
+        tomogram_name,
         labels_source=None if y is None else source,
+        particles=table,
+        particle_rows=kept,
     )
     return data, report
 

@@ -15,6 +15,7 @@ from ._args import (
     DEMO_TRAINING,
     _add,
     _common,
+    _copick_args,
     _data_args,
     _debug_arg,
     _episode_args,
@@ -212,6 +213,7 @@ def _predict_command(sub) -> None:
         "with a note); they never block prediction",
     )
     _resample_arg(p)
+    _copick_args(p)
     g = p.add_argument_group("cluster (needs fscc-sklearn[distributed])")
     g.add_argument(
         "--scheduler",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..distributed import ParticleJob, predict_particles_distributed
 from ..embedding._pretrained import pretrained_path
-from ..io import read_voxel_size, write_predictions
+from ..io import read_voxel_size, write_particle_columns, write_predictions
 from ..model_selection import adapt, unfreeze
 from ..persistence._model_file import save_model
 from ._common import (
@@ -18,6 +20,7 @@ from ._common import (
     _say,
     _warn,
 )
+from ._copick import predict_copick
 from ._data import (
     _check_input,
     _embed,
@@ -102,6 +105,8 @@ def cmd_predict(args):
         _note(args, "note: this model is not adapted; it predicts its base classes")
     if args.scheduler is not None:
         return _predict_on_cluster(args, model, meta)
+    if getattr(args, "copick", None):
+        return predict_copick(args, model, meta)
     data = _read_data(args, need_labels=False, meta=meta)
     digests = volume_digests(data.X) if data.y is not None else None
     data = _fit_to_model(args, data, meta)
@@ -110,7 +115,16 @@ def cmd_predict(args):
     clf = model[-1]
     proba = clf.predict_proba(F)
     pred = clf.predict(F)
-    _write_predictions(args, data.names, data.coords, pred, proba, classes)
+    _write_predictions(
+        args,
+        data.names,
+        data.coords,
+        pred,
+        proba,
+        classes,
+        data.particles,
+        data.particle_rows,
+    )
     _say(args, f"wrote {args.output}: {len(pred)} particles, {_class_summary(pred)}")
     if data.y is not None:
         _score(args, data, pred, classes, meta, digests)
@@ -163,8 +177,21 @@ def _score(args, data, pred, classes, meta, digests) -> None:
     )
 
 
-def _write_predictions(args, names, coords, predicted, proba, classes):
-    """The one prediction table (:func:`fscc_sklearn.io.write_predictions`)."""
+def _write_predictions(
+    args, names, coords, predicted, proba, classes, particles=None, rows=None
+):
+    """The one prediction table (:func:`fscc_sklearn.io.write_predictions`), or,
+    for a STAR/CSV particle list written back in its own format, that list with
+    every input column kept and the predictions appended."""
+    if particles is not None and particles.format in ("star", "csv"):
+        if Path(args.output).suffix.lower() == "." + particles.format:
+            return write_particle_columns(
+                args.output,
+                particles,
+                prediction_columns(predicted, proba, classes, particles.format, names),
+                rows=rows,
+                overwrite=args.force,
+            )
     if coords is not None and not np.isfinite(coords).all():
         coords = None  # a labels table gave coordinates to some rows only
     return write_predictions(
@@ -176,6 +203,30 @@ def _write_predictions(args, names, coords, predicted, proba, classes):
         names=names,
         overwrite=args.force,
     )
+
+
+def prediction_columns(predicted, proba, classes, fmt: str, names=None) -> dict:
+    """The particle's name (``particle_<row>``), its class, that class's
+    probability (score) and every class's probability, by column."""
+    star = fmt == "star"
+    proba = np.asarray(proba, dtype=np.float64)
+    index = {str(c): k for k, c in enumerate(classes)}
+    own = proba[np.arange(len(predicted)), [index[str(c)] for c in predicted]]
+    columns = (
+        {} if names is None else {"_fsccParticle" if star else "subtomogram": names}
+    )
+    columns |= {
+        "_fsccPrediction" if star else "prediction": [str(c) for c in predicted],
+        "_fsccScore" if star else "score": own,
+    }
+    for k, c in enumerate(classes):
+        if not str(c) or any(ch.isspace() or ch == "," for ch in str(c)):
+            raise UserError(
+                f"class name {str(c)!r} cannot be used in a column name (empty or "
+                "contains whitespace or a comma)"
+            )
+        columns[("_fsccProba_" if star else "proba_") + str(c)] = proba[:, k]
+    return columns
 
 
 def _predict_on_cluster(args, model, meta):
@@ -200,10 +251,11 @@ def _predict_on_cluster(args, model, meta):
         args.tomogram,
         "--resample is not available with --scheduler",
     )
+    table = _particle_table(args)
     try:
         result = predict_particles_distributed(
             model,
-            [ParticleJob(args.tomogram, _particle_table(args))],
+            [ParticleJob(args.tomogram, table)],
             scheduler=args.scheduler,
             box=int(box),
             chunk_size=args.chunk_size,
@@ -221,6 +273,8 @@ def _predict_on_cluster(args, model, meta):
         result.labels,
         result.probabilities,
         result.classes,
+        table,
+        result.particle_index,
     )
     _say(
         args,
