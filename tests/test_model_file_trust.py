@@ -373,3 +373,19 @@ def test_the_environment_key_signs_and_checks(data, model_file, tmp_path, monkey
     monkeypatch.delenv("FSCC_MODEL_KEY")
     with pytest.raises(ValueError, match="key must be a non-empty string"):
         save(model, tmp_path / "t.safetensors", key=b"")
+
+
+def test_the_error_is_a_value_error_naming_file_and_field(model_file, tmp_path):
+    from fscc_sklearn.persistence import ModelFileError
+
+    edit = _step(1, "params", "module__width", 100000)
+    bad = _craft(model_file, tmp_path / "w.safetensors", edit_info=edit)
+    with pytest.raises(ModelFileError) as err:
+        load_model(bad)
+    assert isinstance(err.value, ValueError)
+    assert err.value.field == "embed.params.module__width"
+    assert err.value.source == bad
+    assert str(err.value) == (
+        f"model file '{bad}': embed.params.module__width = 100000 exceeds the "
+        "maximum 4096."
+    )

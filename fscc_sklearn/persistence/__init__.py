@@ -1,6 +1,7 @@
 """Model files: safe safetensors files by default, joblib/pickle only on request."""
 
 from ._model_file import (
+    ModelFileError,
     ModelInputError,
     UnsafeModelFileWarning,
     check_model_input,
@@ -10,6 +11,7 @@ from ._model_file import (
 )
 
 __all__ = [
+    "ModelFileError",
     "ModelInputError",
     "UnsafeModelFileWarning",
     "check_model_input",

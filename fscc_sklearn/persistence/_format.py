@@ -191,7 +191,7 @@ def read_safe(path: Path, key=None, *, shipped: bool = False) -> tuple[dict, dic
                 listing = {k: f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
                 check_tensor_listing(listing)
             except ModelFileError as exc:
-                raise ValueError(f"model file '{path}': {exc}") from None
+                raise exc.at(path) from None
             tensors = {k: f.get_tensor(k) for k in listing}
     except (SafetensorError, OSError) as exc:
         raise ValueError(
@@ -214,7 +214,7 @@ def read_safe(path: Path, key=None, *, shipped: bool = False) -> tuple[dict, dic
     try:
         check_header(info)
     except ModelFileError as exc:
-        raise ValueError(f"model file '{path}': {exc}") from None
+        raise exc.at(path) from None
     return tensors, info
 
 

@@ -313,7 +313,7 @@ def _load_safe(path: Path, device: str, key=None):
         model = model_from_state(description, tensors, device=device)
         _check_description_matches(info, model)
     except ModelFileError as exc:
-        raise ValueError(f"model file '{path}': {exc}") from None
+        raise exc.at(path) from None
     except KeyError as exc:
         raise ValueError(f"'{path}': malformed model metadata ({exc!r}).") from None
     except ValueError as exc:

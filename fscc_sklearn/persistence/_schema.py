@@ -100,11 +100,18 @@ class ModelFileError(ValueError):
     ----------
     field : str
         The offending field, as a dotted path (``"embed.params.batch_size"``).
+    source : str or None
+        The model file.
     """
 
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field} {problem}")
-        self.field = field
+    def __init__(self, field: str, problem: str, source=None):
+        where = "" if source is None else f"model file '{source}': "
+        super().__init__(f"{where}{field} {problem}")
+        self.field, self.problem, self.source = field, problem, source
+
+    def at(self, source) -> ModelFileError:
+        """The same error, naming the file it was found in."""
+        return ModelFileError(self.field, self.problem, source)
 
 
 def _show(value) -> str:
