@@ -165,3 +165,70 @@ def test_help_has_examples(command, capsys):
     assert "examples:" in out and f"fscc {command} --pretrained general" in out
     for option in ("--quiet", "--force", "--seed", "--pretrained", "--no-plots"):
         assert option in out
+
+
+def test_suggest_and_cluster_picks_of_a_tomogram(picks, tmp_path, capsys):
+    """Picks of a particle list: an empty label marks an unlabelled pick, and the
+    tables carry the coordinates."""
+    root, names, y, _ = picks
+    X = np.stack([mrcfile.read(root / "picks" / n) for n in names])
+    rows = [0, 1, 2, 3, 12, 13, 14, 15, 24, 25, 26, 27]  # 4 of each species
+    tomo = np.zeros((32, 96, 128), dtype=np.float32)
+    centres = [(16 + 32 * i, 16 + 32 * j, 16) for j in range(3) for i in range(4)]
+    for (x, yy, z), r in zip(centres, rows, strict=True):
+        tomo[z - 16 : z + 16, yy - 16 : yy + 16, x - 16 : x + 16] = X[r]
+    with mrcfile.new(tmp_path / "tomo.mrc") as mrc:
+        mrc.set_data(tomo)
+        mrc.voxel_size = 10.0
+    labelled = {0, 4, 8}  # one pick of each species
+    lines = ["x,y,z,label"] + [
+        f"{x},{yy},{z},{y[r] if k in labelled else ''}"
+        for k, ((x, yy, z), r) in enumerate(zip(centres, rows, strict=True))
+    ]
+    (tmp_path / "picks.csv").write_text("\n".join(lines) + "\n")
+    inputs = [
+        "--tomogram",
+        tmp_path / "tomo.mrc",
+        "--particles",
+        tmp_path / "picks.csv",
+    ]
+    code, out, err = fscc(
+        capsys,
+        "suggest",
+        "--pretrained",
+        "general",
+        *inputs,
+        "-n",
+        3,
+        "-o",
+        tmp_path / "next.csv",
+        "--no-plots",
+        "-q",
+    )
+    assert code == 0, err
+    assert "3 of 9 unlabelled picks" in out
+    table = (tmp_path / "next.csv").read_text().splitlines()
+    assert table[0] == "rank,name,x,y,z,predicted,margin,unknown"
+    xyz = {tuple(float(v) for v in r.split(",")[2:5]) for r in table[1:]}
+    assert xyz <= {
+        tuple(map(float, c)) for k, c in enumerate(centres) if k not in labelled
+    }
+    code, out, err = fscc(
+        capsys,
+        "cluster",
+        "--pretrained",
+        "general",
+        *inputs,
+        "--min-cluster-size",
+        3,
+        "-o",
+        tmp_path / "clusters",
+        "--no-plots",
+        "-q",
+    )
+    assert code == 0, err
+    header, first = (
+        (tmp_path / "clusters" / "clusters.csv").read_text().splitlines()[:2]
+    )
+    assert header == "name,x,y,z,cluster,probability,example_rank"
+    assert first.split(",")[1:4] == ["16", "16", "16"]

@@ -291,6 +291,7 @@ def test_classifiers_without_probabilities_are_refused(episode):
         ({"strategy": "best"}, "strategy must be one of"),
         ({"n_suggest": 0}, "n_suggest must be >= 1; got 0"),
         ({"n_suggest": 2.5}, "n_suggest must be an integer"),
+        ({"power": None}, "power must be a number; got None"),
     ],
 )
 def test_suggest_bad_options(kwargs, match, episode):

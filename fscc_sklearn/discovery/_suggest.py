@@ -149,6 +149,8 @@ default="typical"
         raise ValueError(f"n_suggest must be an integer; got {n_suggest!r}.")
     if n_suggest < 1:
         raise ValueError(f"n_suggest must be >= 1; got {n_suggest}.")
+    if isinstance(power, bool) or not isinstance(power, numbers.Real):
+        raise ValueError(f"power must be a number; got {power!r}.")
     y_support = np.asarray(y_support)
     if y_support.ndim != 1 or len(y_support) != len(X_support):
         raise ValueError(
