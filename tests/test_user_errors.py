@@ -74,6 +74,31 @@ def test_user_errors_are_one_line_and_exit_1(error, fragment, capsys, monkeypatc
     assert out == ""
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "CUDA out of memory. Tried to allocate 20.00 GiB",
+        "[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 98304000000 bytes.",
+    ],
+)
+def test_torch_out_of_memory_is_one_line(message, capsys, monkeypatch):
+    import torch
+
+    error = (
+        torch.cuda.OutOfMemoryError(message)
+        if "CUDA" in message
+        else RuntimeError(message)
+    )
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr("fscc_sklearn.cli._simulate.cmd_simulate", fail)
+    code, _, err = run(capsys, "simulate", "out")
+    assert_one_line_error(code, err, "simulate", "out of memory", "--batch-size")
+
+
 def test_debug_shows_the_traceback_before_or_after_the_command(capsys, monkeypatch):
     def fail(args):
         raise OSError(13, "Permission denied", "out")

@@ -84,7 +84,25 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             print(f"fscc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
+        except RuntimeError as exc:
+            if not _out_of_memory(exc):
+                raise
+            if debug:
+                traceback.print_exc()
+            print(
+                f"fscc {args.command}: error: out of memory: {_one_line(exc)} (a "
+                "smaller --batch-size may help)",
+                file=sys.stderr,
+            )
+            return 1
     return 0
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    """torch's allocation failures (GPU or CPU), which are RuntimeErrors."""
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        "can't allocate memory" in str(exc)
+    )
 
 
 def _one_line(exc: BaseException) -> str:
