@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_output
-from ._relion import _pick_star_block
-from ._star import read_star_blocks
+from ._relion import _CENTRED_XYZ, _STAR_XYZ
+from ._star import pick_star_block, read_star_blocks
 from ._table import ParticleTable, read_text
-from ._write import _star_value, _table_format
+from ._write import _spreadsheet_safe, _star_value, _table_format
 
 __all__ = ["write_particle_columns"]
 
@@ -122,7 +122,7 @@ def _clash(source: Path, existing: list[str], new: dict, fold=str) -> None:
 
 def _star_text(source: Path, file_rows, new: dict[str, list[str]]) -> str:
     blocks = read_star_blocks(source)
-    target = _pick_star_block(source, blocks, None)
+    target = pick_star_block(source, blocks, None, (_STAR_XYZ[0], _CENTRED_XYZ[0]))
     _clash(source, target.columns, new)
     out = io.StringIO()
     for b in blocks:
@@ -158,6 +158,8 @@ def _csv_text(source: Path, file_rows, new: dict[str, list[str]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header + list(new))
+    # the new cells (class names) are neutralised for spreadsheets like the
+    # prediction table's; the input's own cells are copied as they are
     for j, i in enumerate(file_rows):
-        writer.writerow(body[i] + [new[c][j] for c in new])
+        writer.writerow(body[i] + [_spreadsheet_safe(new[c][j]) for c in new])
     return out.getvalue()

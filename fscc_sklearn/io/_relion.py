@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._star import StarBlock, read_star_blocks
+from ._star import pick_star_block, read_star_blocks
 from ._table import (
     ParticleTable,
     _check_file,
@@ -104,8 +104,7 @@ def read_relion_tomograms(path: str | os.PathLike) -> dict[str, RelionTomogram]:
     Parameters
     ----------
     path : str or path-like
-        The ``tomograms.star`` file (the block whose loop has ``_rlnTomoName``
-        and ``_rlnTomoTiltSeriesPixelSize``).
+        The file; its block with ``_rlnTomoName`` and ``_rlnTomoTiltSeriesPixelSize``.
 
     Returns
     -------
@@ -139,35 +138,6 @@ def read_relion_tomograms(path: str | os.PathLike) -> dict[str, RelionTomogram]:
             size = tuple(_positive(r[col[s]], s, p, lineno) for s in sizes)
         out[name] = RelionTomogram(name, ps, binning, size)
     return out
-
-
-def _pick_star_block(p: Path, blocks: list[StarBlock], block: str | None) -> StarBlock:
-    if block is not None:
-        name = block[len("data_") :] if block.startswith("data_") else block
-        for b in blocks:
-            if b.name == name:
-                return b
-        raise ValueError(
-            f"STAR file '{p}' has no block 'data_{name}'; blocks are "
-            f"{['data_' + b.name for b in blocks]}"
-        )
-    with_coords = [
-        b for b in blocks if _STAR_XYZ[0] in b.columns or _CENTRED_XYZ[0] in b.columns
-    ]
-    if not with_coords:
-        raise ValueError(
-            f"STAR file '{p}' has no loop with column {_STAR_XYZ[0]} or "
-            f"{_CENTRED_XYZ[0]}; blocks are {['data_' + b.name for b in blocks]}"
-        )
-    named = [b for b in with_coords if b.name == "particles"]
-    if named:
-        return named[0]
-    if len(with_coords) > 1:
-        raise ValueError(
-            f"STAR file '{p}' has several blocks with coordinates "
-            f"{['data_' + b.name for b in with_coords]}; pass block= to choose"
-        )
-    return with_coords[0]
 
 
 def _optics_pixel_size(p, blocks, b) -> list[float | None]:
@@ -208,7 +178,7 @@ def _optics_pixel_size(p, blocks, b) -> list[float | None]:
     return out
 
 
-def _numbers(p, b, names, lineno_rows=None) -> np.ndarray:
+def _numbers(p, b, names) -> np.ndarray:
     idx = [b.columns.index(c) for c in names]
     return np.array(
         [
@@ -303,7 +273,7 @@ def read_star(
     """
     p = _check_file(path)
     blocks = read_star_blocks(p)
-    b = _pick_star_block(p, blocks, block)
+    b = pick_star_block(p, blocks, block, (_STAR_XYZ[0], _CENTRED_XYZ[0]))
     centred = _CENTRED_XYZ[0] in b.columns
     wanted = _CENTRED_XYZ if centred else _STAR_XYZ
     missing = [c for c in wanted if c not in b.columns]

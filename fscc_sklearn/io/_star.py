@@ -20,7 +20,7 @@ import starfile
 
 from ._table import _check_file, _read_lines
 
-__all__ = ["StarBlock", "read_star_blocks"]
+__all__ = ["StarBlock", "pick_star_block", "read_star_blocks"]
 
 _STAR_TOKEN = re.compile(r"""'([^']*)'|"([^"]*)"|(\S+)""")
 
@@ -236,3 +236,34 @@ def read_star_blocks(path: str | os.PathLike) -> list[StarBlock]:
     blocks = _scan(p)
     _starfile_values(p, blocks)
     return blocks
+
+
+def pick_star_block(
+    p: Path, blocks: list[StarBlock], block: str | None, wanted: tuple[str, ...]
+) -> StarBlock:
+    """The particle block: ``block``, else ``data_particles``, else the only
+    block with one of the ``wanted`` columns."""
+    if block is not None:
+        name = block[len("data_") :] if block.startswith("data_") else block
+        for b in blocks:
+            if b.name == name:
+                return b
+        raise ValueError(
+            f"STAR file '{p}' has no block 'data_{name}'; blocks are "
+            f"{['data_' + b.name for b in blocks]}"
+        )
+    with_coords = [b for b in blocks if any(c in b.columns for c in wanted)]
+    if not with_coords:
+        raise ValueError(
+            f"STAR file '{p}' has no loop with column {' or '.join(wanted)}; "
+            f"blocks are {['data_' + b.name for b in blocks]}"
+        )
+    named = [b for b in with_coords if b.name == "particles"]
+    if named:
+        return named[0]
+    if len(with_coords) > 1:
+        raise ValueError(
+            f"STAR file '{p}' has several blocks with coordinates "
+            f"{['data_' + b.name for b in with_coords]}; pass block= to choose"
+        )
+    return with_coords[0]

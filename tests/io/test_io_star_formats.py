@@ -356,3 +356,15 @@ def test_written_back_csv_keeps_every_column(tmp_path):
     assert out.read_text() == (
         "x,y,z,tm_score,note,prediction\n1,2,3,0.5,a b,A\n4,5,6,0.25,,B\n"
     )
+
+
+def test_written_back_csv_neutralises_new_formula_cells(tmp_path):
+    from fscc_sklearn.io import write_particle_columns
+
+    src = _write(tmp_path, "p.csv", "x,y,z,note\n1,2,3,=keep\n")
+    out = write_particle_columns(
+        tmp_path / "o.csv",
+        read_particle_list(src),
+        {"prediction": ["=HYPERLINK(1)"], "score": [-0.5]},
+    )
+    assert out.read_text().splitlines()[1] == "1,2,3,=keep,'=HYPERLINK(1),-0.5"
