@@ -73,6 +73,15 @@ def _nest(info):
     return json.dumps({**info, "user": "HOLE"}).replace('"HOLE"', deep)
 
 
+def _nest_to(depth):
+    def text(info):
+        return json.dumps({**info, "user": "HOLE"}).replace(
+            '"HOLE"', "[" * depth + "]" * depth
+        )
+
+    return text
+
+
 def _header(key, value):
     return lambda info: info.__setitem__(key, value)
 
@@ -180,7 +189,13 @@ def test_crafted_metadata_is_refused_before_anything_is_built(
 
 def test_deeply_nested_json_is_refused_without_recursion(model_file, tmp_path):
     bad = _craft(model_file, tmp_path / "m.safetensors", text=_nest)
-    _refused_fast(bad, f"nests 100001 levels deep; the maximum is {MAX_JSON_DEPTH}")
+    _refused_fast(
+        bad, f"metadata nests too deep; the maximum depth is {MAX_JSON_DEPTH}"
+    )
+    # deeper than the format allows, shallower than the decoder's limit
+    bad = _craft(model_file, tmp_path / "m.safetensors", text=_nest_to(40))
+    message = _refused_fast(bad, "nests deeper than the maximum depth 32")
+    assert ": user[0][0][0]" in message
 
 
 def test_version_1_method_must_be_a_known_recipe(tmp_path, nothing_built):

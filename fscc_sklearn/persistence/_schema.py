@@ -123,15 +123,6 @@ def _show(value) -> str:
 # the JSON text
 
 
-def _depth(text: str) -> int:
-    """Deepest nesting of JSON lists and objects in ``text`` (strings skipped)."""
-    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
-    codes = np.frombuffer(bare.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
-    step -= np.isin(codes, (ord("]"), ord("}")))
-    return int(np.cumsum(step).max(initial=0))
-
-
 def parse_metadata(text) -> dict:
     """The JSON metadata of a model file, bounded in size and depth, NaN-free."""
     if not isinstance(text, str):
@@ -141,24 +132,28 @@ def parse_metadata(text) -> dict:
             "metadata",
             f"holds {len(text)} characters; the maximum is {MAX_METADATA_CHARS}.",
         )
-    depth = _depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise ModelFileError(
-            "metadata", f"nests {depth} levels deep; the maximum is {MAX_JSON_DEPTH}."
-        )
     try:
         info = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        # the decoder stops at Python's recursion limit, far above ours
+        raise ModelFileError(
+            "metadata", f"nests too deep; the maximum depth is {MAX_JSON_DEPTH}."
+        ) from None
+    except json.JSONDecodeError as exc:
         raise ModelFileError("metadata", f"is not valid JSON ({exc}).") from None
     if not isinstance(info, dict):
         raise ModelFileError("metadata", "must be a JSON object.")
-    _walk(info, "")
+    _walk(info, "", 1)
     return info
 
 
-def _walk(value, path: str) -> None:
-    """NaN, over-long strings and over-large containers anywhere."""
+def _walk(value, path: str, depth: int) -> None:
+    """NaN, over-long strings, over-large containers and deep nesting anywhere."""
     where = path or "metadata"
+    if depth > MAX_JSON_DEPTH and isinstance(value, (list, dict)):
+        raise ModelFileError(
+            where, f"nests deeper than the maximum depth {MAX_JSON_DEPTH}."
+        )
     if isinstance(value, float) and math.isnan(value):
         raise ModelFileError(where, "is NaN.")
     if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
@@ -169,8 +164,8 @@ def _walk(value, path: str) -> None:
         raise ModelFileError(where, f"holds {len(value)} entries (max {MAX_ITEMS}).")
     if isinstance(value, dict):
         for key, sub in value.items():
-            _walk(key, where)
-            _walk(sub, f"{path}.{key}" if path else key)
+            _walk(key, where, depth + 1)
+            _walk(sub, f"{path}.{key}" if path else key, depth + 1)
     elif isinstance(value, list):
         if all(type(v) in _PLAIN for v in value):
             # a list of labels: only string lengths to check, at C speed
@@ -178,7 +173,7 @@ def _walk(value, path: str) -> None:
             if longest <= MAX_STRING_CHARS:
                 return
         for i, sub in enumerate(value):
-            _walk(sub, f"{where}[{i}]")
+            _walk(sub, f"{where}[{i}]", depth + 1)
 
 
 _PLAIN = (str, int, bool, type(None))  # JSON scalars that cannot be NaN
