@@ -34,9 +34,10 @@ from ..persistence._state import (
 )
 from ._novelty import (
     OPEN_SET_CONSTRAINTS,
-    gaussian_rejection_threshold,
+    chi_square_threshold,
+    class_moments,
     nearest_mahalanobis,
-    support_spread_factor,
+    support_moments,
     unknown_label_for,
     with_unknown,
 )
@@ -113,7 +114,7 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
     def _check_open_set(self):
         if self.reject is not None:
             unknown_label_for(self.unknown_label, self.classes_, type(self).__name__)
-        for name in ("novelty_threshold_", "spread_factor_", "_class_spread"):
+        for name in ("novelty_threshold_", "_class_spread"):
             if hasattr(self, name):
                 delattr(self, name)
 
@@ -134,24 +135,26 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
 
     def _set_threshold(self, Z, y_idx):
         """``reject="auto"``: the ``1 - false_rejection`` quantile of the
-        novelty of each class's modelled Gaussian (its spread rescaled to the
-        support's own where a class has 2 or more examples), at least the
-        largest novelty of the training examples."""
+        novelty of each class's modelled Gaussian, at least the largest
+        novelty of the training examples. Where some class has 2 or more
+        examples, the support's own within-class spread replaces the modelled
+        one (its scale and shape, :func:`support_moments`)."""
         if self.reject != "auto":
             return
         spreads, inflation = self._class_spread
         del self._class_spread
         metric = self.novelty_covariance_
-        factor = support_spread_factor(Z, y_idx, len(self.classes_), spreads, metric)
-        self.spread_factor_ = factor
-        level = 1 - self.false_rejection
-        threshold = gaussian_rejection_threshold(
-            spreads, np.asarray(inflation) * factor, metric, level
+        traces, traces2 = class_moments(spreads, metric)
+        own = support_moments(Z, y_idx, len(self.classes_), metric)
+        if own is not None:
+            traces, traces2 = np.full_like(traces, own[0]), np.full_like(traces, own[1])
+        threshold = chi_square_threshold(
+            traces, traces2, inflation, 1 - self.false_rejection
         )
         # no training example is rejected; the margin covers the rounding of
         # its novelty computed in another batch
-        own = nearest_mahalanobis(Z, self.novelty_means_, metric)
-        self.novelty_threshold_ = max(threshold, float(own.max()) * (1 + 1e-9))
+        novelty = nearest_mahalanobis(Z, self.novelty_means_, metric)
+        self.novelty_threshold_ = max(threshold, float(novelty.max()) * (1 + 1e-9))
 
     def novelty_score(self, X):
         """Novelty of every feature vector (higher: more novel): the Mahalanobis

@@ -69,22 +69,40 @@ def gaussian_rejection_threshold(class_covariances, inflation, metric, level):
 
     A feature of class ``c`` is modelled as its (calibrated) mean plus a
     Gaussian deviation of covariance ``inflation[c] * class_covariances[c]``
-    (a vector when diagonal); its squared distance under ``metric`` (the
-    rule's shared covariance, a vector when diagonal) is then a weighted sum
-    of chi-squares, approximated by a scaled chi-square of the same mean and
-    variance (Welch-Satterthwaite). The threshold is the largest of the
-    classes' ``level`` quantiles, so each class keeps at least ``level`` of
-    its features (to that approximation).
+    (a vector when diagonal), its distance taken under ``metric`` (the rule's
+    shared covariance, a vector when diagonal); see :func:`chi_square_threshold`.
+    """
+    traces, traces2 = class_moments(class_covariances, metric)
+    return chi_square_threshold(traces, traces2, inflation, level)
+
+
+def chi_square_threshold(traces, traces2, inflation, level):
+    """The largest of the classes' ``level`` quantiles of the distance.
+
+    A squared distance with whitened covariance ``A`` is a weighted sum of
+    chi-squares; it is approximated by a scaled chi-square of the same mean
+    ``tr A`` and variance ``2 tr A^2`` (Welch-Satterthwaite). ``traces`` and
+    ``traces2`` hold ``tr A`` and ``tr A^2`` of each class, ``inflation``
+    multiplies its ``A``. Each class keeps at least ``level`` of its features
+    (to that approximation).
     """
     worst = 0.0
-    for cov, infl in zip(class_covariances, inflation, strict=True):
-        A = whitened_covariance(cov, metric)
-        tr, tr2 = infl * _trace(A), infl**2 * float((A * A).sum())
-        if not tr > 0:
+    for tr, tr2, infl in zip(traces, traces2, inflation, strict=True):
+        tr, tr2 = infl * tr, infl**2 * tr2
+        if not (tr > 0 and tr2 > 0):
             continue
         g, nu = tr2 / tr, tr**2 / tr2
         worst = max(worst, float(g * chi2.ppf(level, nu)))
     return float(np.sqrt(worst))
+
+
+def class_moments(class_covariances, metric):
+    """``tr A`` and ``tr A^2`` of each class's covariance whitened by ``metric``."""
+    whitened = [whitened_covariance(c, metric) for c in class_covariances]
+    return (
+        np.array([_trace(A) for A in whitened]),
+        np.array([float((A * A).sum()) for A in whitened]),
+    )
 
 
 def whitened_covariance(cov, metric):
@@ -105,23 +123,28 @@ def _trace(A):
     return float(A.sum() if A.ndim == 1 else np.trace(A))
 
 
-def support_spread_factor(Z, y_idx, n_classes, class_covariances, metric):
-    """How much wider (> 1) or tighter the support's classes are than modelled.
+def support_moments(Z, y_idx, n_classes, metric):
+    """``tr A`` and ``tr A^2`` of the support's within-class covariance ``A``
+    (whitened by ``metric``), estimated without bias from the deviations of
+    classes with 2 or more examples; None with fewer than 2 degrees of
+    freedom (1-shot: the support cannot tell its own spread).
 
-    The ratio of the support's squared Mahalanobis deviations from their class
-    means (per degree of freedom, classes with 2 or more examples) to the
-    trace the modelled class covariances predict; 1 when no class has 2
-    examples (1-shot: nothing to measure the spread with).
+    With ``m`` degrees of freedom and ``S`` the pooled scatter, ``tr S`` is
+    unbiased for ``tr A`` and ``(m^2 tr S^2 - m (tr S)^2) / ((m - 1)(m + 2))``
+    for ``tr A^2`` (Wishart moments); the latter is kept between its
+    isotropic and rank-one bounds.
     """
     counts = np.bincount(y_idx, minlength=n_classes)
-    dof = counts - 1
-    if dof.sum() < 1:
-        return 1.0
+    m = int((counts - 1)[counts > 0].sum())
+    if m < 2:
+        return None
     means = (np.eye(n_classes)[y_idx].T @ Z) / np.maximum(counts, 1)[:, None]
-    observed = float((_whiten(Z - means[y_idx], metric) ** 2).sum()) / dof.sum()
-    traces = [_trace(whitened_covariance(c, metric)) for c in class_covariances]
-    predicted = float(np.dot(dof, traces)) / dof.sum()
-    return observed / predicted if predicted > 0 else 1.0
+    R = _whiten(Z - means[y_idx], metric)
+    tr = float((R * R).sum()) / m
+    gram = R @ R.T
+    tr_s2 = float((gram * gram).sum()) / m**2
+    tr2 = (m**2 * tr_s2 - m * tr**2) / ((m - 1) * (m + 2))
+    return tr, float(np.clip(tr2, tr**2 / Z.shape[1], tr**2))
 
 
 def within_class_variances(Z, y_idx, n_classes):
