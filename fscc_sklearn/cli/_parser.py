@@ -177,6 +177,11 @@ def _adapt_command(sub) -> None:
     p.add_argument(
         "--k", type=_positive_int, help="nearest base classes used for calibration"
     )
+    _reject_arg(
+        p,
+        "keep the rejection in the model; 'auto' sets its threshold from the "
+        "support (fscc predict then answers 'unknown' by default)",
+    )
     _resample_arg(p)
     _common(p)
 
@@ -212,6 +217,12 @@ def _predict_command(sub) -> None:
         "(default: score when every label is a class of the model, else ignore "
         "with a note); they never block prediction",
     )
+    _reject_arg(
+        p,
+        "answer 'unknown' for particles of none of the classes and write their "
+        "novelty and an unknown flag (0/1); 'auto' uses the threshold set by "
+        "fscc adapt --reject auto (docs/calibration.md)",
+    )
     _resample_arg(p)
     _copick_args(p)
     g = p.add_argument_group("cluster (needs fscc-sklearn[distributed])")
@@ -229,6 +240,30 @@ def _predict_command(sub) -> None:
         help="particles per task (256)",
     )
     _common(p)
+
+
+def _reject_arg(p, what: str) -> None:
+    p.add_argument(
+        "--reject",
+        type=_reject_value,
+        metavar="auto|NUMBER",
+        help=f"open-set prediction: {what}; a NUMBER rejects novelty above it",
+    )
+
+
+def _reject_value(text: str):
+    """argparse type of --reject: "auto" or a novelty threshold >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number >= 0, got {text!r}"
+        )
+    return value
 
 
 def _evaluate_command(sub) -> None:

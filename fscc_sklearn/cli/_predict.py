@@ -60,6 +60,14 @@ def cmd_adapt(args):
     model = unfreeze(model)
     if args.k is not None:
         model.set_params(clf__k=args.k)
+    if args.reject is not None:
+        if "reject" not in model[-1].get_params():
+            raise UserError(
+                f"--reject: the model's {type(model[-1]).__name__} has no open-set "
+                "option (CalibratedFewShotClassifier and "
+                "DistributionCalibrationClassifier have)"
+            )
+        model.set_params(clf__reject=args.reject)
     adapted = adapt(model, data.X, data.y)
     extra = {
         "voxel_size": meta.get("voxel_size") or data.voxel_size,
@@ -103,18 +111,28 @@ def cmd_predict(args):
     model, meta = _load_model(args, args.model)
     if meta.get("kind") == "pretrained":
         _note(args, "note: this model is not adapted; it predicts its base classes")
+    clf = model[-1]
+    elsewhere = "--scheduler" if args.scheduler else "--copick" if args.copick else None
+    open_set = _open_set(args, clf, elsewhere)
     if args.scheduler is not None:
         return _predict_on_cluster(args, model, meta)
     if getattr(args, "copick", None):
         return predict_copick(args, model, meta)
     data = _read_data(args, need_labels=False, meta=meta)
+    if open_set and not _lists_particles(args, data.particles):
+        raise UserError(
+            "--reject writes its novelty and unknown columns into a STAR/CSV "
+            "particle list (--particles, output in the same format); the table "
+            "of other inputs (fscc_sklearn.io.write_predictions) has no place "
+            "for them yet"
+        )
     digests = volume_digests(data.X) if data.y is not None else None
     data = _fit_to_model(args, data, meta)
     classes = model.classes_
     F = _embed(args, model, data.X)
-    clf = model[-1]
     proba = clf.predict_proba(F)
     pred = clf.predict(F)
+    novelty = clf.novelty_score(F) if open_set else None
     _write_predictions(
         args,
         data.names,
@@ -124,6 +142,7 @@ def cmd_predict(args):
         classes,
         data.particles,
         data.particle_rows,
+        novelty,
     )
     _say(args, f"wrote {args.output}: {len(pred)} particles, {_class_summary(pred)}")
     if data.y is not None:
@@ -177,21 +196,73 @@ def _score(args, data, pred, classes, meta, digests) -> None:
     )
 
 
+def _open_set(args, clf, elsewhere) -> bool:
+    """Set ``--reject`` on the classifier; whether predictions are open-set
+    (also when the model was adapted with ``--reject``)."""
+    reject = getattr(args, "reject", None)
+    model_reject = clf.get_params().get("reject")
+    if elsewhere is not None:
+        if reject is not None:
+            raise UserError(f"--reject is not available with {elsewhere}")
+        if model_reject is not None:
+            clf.set_params(reject=None)
+            _note(args, f"note: the model's rejection is not applied with {elsewhere}")
+        return False
+    if reject is None:
+        return model_reject is not None
+    if not hasattr(clf, "novelty_score") or "reject" not in clf.get_params():
+        raise UserError(
+            f"--reject: the model's {type(clf).__name__} has no open-set option"
+        )
+    if reject == "auto" and not (
+        model_reject == "auto" and hasattr(clf, "novelty_threshold_")
+    ):
+        raise UserError(
+            "--reject auto needs the threshold set when the model was adapted: "
+            "adapt it with fscc adapt --reject auto, or give a number (the "
+            "novelty column of fscc predict --reject inf shows the scale)"
+        )
+    clf.set_params(reject=reject)
+    return True
+
+
 def _write_predictions(
-    args, names, coords, predicted, proba, classes, particles=None, rows=None
+    args,
+    names,
+    coords,
+    predicted,
+    proba,
+    classes,
+    particles=None,
+    rows=None,
+    novelty=None,
 ):
     """The one prediction table (:func:`fscc_sklearn.io.write_predictions`), or,
     for a STAR/CSV particle list written back in its own format, that list with
-    every input column kept and the predictions appended."""
-    if particles is not None and particles.format in ("star", "csv"):
-        if Path(args.output).suffix.lower() == "." + particles.format:
-            return write_particle_columns(
-                args.output,
-                particles,
-                prediction_columns(predicted, proba, classes, particles.format, names),
-                rows=rows,
-                overwrite=args.force,
+    every input column kept and the predictions appended (with ``novelty``:
+    also a novelty and an unknown (0/1) column; the prediction of a rejected
+    particle is the unknown label, its score that of the likeliest class)."""
+    if novelty is not None:
+        rejected = ~np.isin(np.asarray(predicted).astype(str), classes.astype(str))
+        likeliest = np.where(rejected, classes[np.argmax(proba, 1)], predicted)
+    if _lists_particles(args, particles):
+        star = particles.format == "star"
+        if novelty is None:
+            columns = prediction_columns(
+                predicted, proba, classes, particles.format, names
             )
+        else:
+            columns = prediction_columns(
+                likeliest, proba, classes, particles.format, names
+            )
+            columns["_fsccPrediction" if star else "prediction"] = [
+                str(c) for c in predicted
+            ]
+            columns["_fsccNovelty" if star else "novelty"] = novelty
+            columns["_fsccUnknown" if star else "unknown"] = rejected.astype(int)
+        return write_particle_columns(
+            args.output, particles, columns, rows=rows, overwrite=args.force
+        )
     if coords is not None and not np.isfinite(coords).all():
         coords = None  # a labels table gave coordinates to some rows only
     return write_predictions(
@@ -202,6 +273,15 @@ def _write_predictions(
         classes=classes,
         names=names,
         overwrite=args.force,
+    )
+
+
+def _lists_particles(args, particles) -> bool:
+    """Whether the output is the input's STAR/CSV particle list, annotated."""
+    return (
+        particles is not None
+        and particles.format in ("star", "csv")
+        and Path(args.output).suffix.lower() == "." + particles.format
     )
 
 
