@@ -10,6 +10,7 @@ tests/test_cli.py.
 import csv
 import struct
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -426,8 +427,14 @@ def test_permissive_mrc_with_unknown_stamp_still_reads(tmp_path):
         np.testing.assert_array_equal(read_subtomograms(path, permissive=True).X, X)
 
 
-def test_an_empty_box_is_refused_before_torch():
+def test_an_empty_box_is_refused_before_torch(work):
     y = np.array([0, 0, 1, 1])
+    model = load_model(work / "base.safetensors")
+    for X in (np.zeros((2, 0, 0, 0), np.float32), np.zeros((2, 16, 0, 16))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no numpy 'Mean of empty slice' first
+            with pytest.raises(ValueError, match=r"empty box \((0, 0, 0|16, 0, 16)\)"):
+                model.predict(X)
     with pytest.raises(ValueError, match=r"empty box \(0, 0, 0\)"):
         Conv6Embedder(max_epochs=1, module__width=2).fit(
             np.zeros((4, 0, 0, 0), np.float32), y

@@ -20,6 +20,11 @@ def _check_volumes(X, name: str = "X") -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 4:
         raise ValueError(f"{name} must have shape (n, D, H, W), got shape {X.shape}")
+    if 0 in X.shape[1:]:
+        raise ValueError(
+            f"{name} has an empty box {X.shape[1:]}: every subtomogram needs at "
+            f"least 1 voxel along each axis; got shape {X.shape}"
+        )
     if np.iscomplexobj(X) or not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if not np.all(np.isfinite(X)):
