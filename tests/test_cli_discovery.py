@@ -1,5 +1,7 @@
 """``fscc cluster`` and ``fscc suggest`` on small simulated picks (issue 23)."""
 
+import sys
+
 import mrcfile
 import numpy as np
 import pytest
@@ -232,3 +234,24 @@ def test_suggest_and_cluster_picks_of_a_tomogram(picks, tmp_path, capsys):
     )
     assert header == "name,x,y,z,cluster,probability,example_rank"
     assert first.split(",")[1:4] == ["16", "16", "16"]
+
+
+def test_cluster_without_umap_names_the_flag_and_the_extra(
+    picks, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "umap", None)  # import umap fails
+    root, _, _, _ = picks
+    code, _, err = fscc(
+        capsys,
+        "cluster",
+        "--pretrained",
+        "general",
+        root / "picks",
+        "--reduce",
+        "umap",
+        "-o",
+        tmp_path / "u",
+        "-q",
+    )
+    one_line_error(code, err, "cluster", "--reduce umap needs umap-learn", "[umap]")
+    assert not (tmp_path / "u").exists()

@@ -67,8 +67,11 @@ def cmd_cluster(args):
             volumes=data.X,
             random_state=args.seed,
         )
-    except ImportError as exc:
-        raise UserError(f"--reduce umap: {exc}") from None
+    except ImportError:
+        raise UserError(
+            "--reduce umap needs umap-learn (pip install 'fscc-sklearn[umap]'); "
+            "--reduce pca needs nothing more"
+        ) from None
     folder = _prepare_dir(args, args.out_dir)
     plots = not args.no_plots and _plots_available(args)
     write_clusters(

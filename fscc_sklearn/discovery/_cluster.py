@@ -68,13 +68,16 @@ def _reducer(reduce, n_components, n, m, random_state):
         import umap
     except ImportError:
         raise ImportError(
-            "reduce='umap' needs umap-learn (pip install umap-learn); "
+            "reduce='umap' needs umap-learn (pip install umap-learn, or "
+            "'fscc-sklearn[umap]'); "
             "reduce='pca' needs nothing more."
         ) from None
     return umap.UMAP(
-        n_components=min(n_components, n - 2),
+        n_components=max(1, min(n_components, n - 2)),
         n_neighbors=min(15, n - 1),
         random_state=random_state,
+        # a seed makes UMAP single-threaded anyway; saying so avoids its warning
+        n_jobs=1 if random_state is not None else -1,
     )
 
 
