@@ -32,6 +32,7 @@ from ._table import (
     _finite_coords,
     _number,
     label_column_index,
+    parse_numbers,
 )
 
 __all__ = [
@@ -179,14 +180,12 @@ def _optics_pixel_size(p, blocks, b) -> list[float | None]:
 
 
 def _numbers(p, b, names) -> np.ndarray:
-    idx = [b.columns.index(c) for c in names]
-    return np.array(
-        [
-            [_number(r[i], c, p, n) for i, c in zip(idx, names, strict=True)]
-            for n, r in b.rows
-        ],
-        dtype=np.float64,
-    ).reshape(-1, len(names))
+    lines = [n for n, _ in b.rows]
+    columns = []
+    for c in names:
+        k = b.columns.index(c)
+        columns.append(parse_numbers([r[k] for _, r in b.rows], c, p, lines))
+    return np.stack(columns, axis=1).reshape(-1, len(names))
 
 
 def _same_size(a: float, b: float) -> bool:
@@ -312,9 +311,9 @@ def read_star(
         tomos,
         tomograms_star,
     )
-    lines = [b.rows[i][0] for i in rows]
-    for xyz, lineno in zip(coords, lines, strict=True):
-        _finite_coords(xyz, p, lineno)
+    bad = np.flatnonzero(~np.isfinite(coords).all(axis=1))
+    if len(bad):
+        _finite_coords(coords[bad[0]], p, b.rows[rows[bad[0]]][0])
 
     label_idx = label_column_index(
         b.columns,
@@ -327,16 +326,7 @@ def read_star(
     if label_idx is not None:
         labels = np.array([b.rows[i][1][label_idx] for i in rows], dtype=object)
     if angle_idx is not None:
-        angles = np.array(
-            [
-                [
-                    _number(b.rows[i][1][k], "an angle", p, b.rows[i][0])
-                    for k in angle_idx
-                ]
-                for i in rows
-            ],
-            dtype=np.float64,
-        ).reshape(-1, 3)
+        angles = _numbers(p, b, [b.columns[k] for k in angle_idx])[rows]
     return ParticleTable(
         coords=coords.reshape(-1, 3),
         labels=labels,
@@ -374,7 +364,8 @@ def _coordinates(p, blocks, b, rows, names, centred, vs_given, shape, tomos, tst
         known = [v for v in ps if v is not None]
         if tomos and names is not None:
             # RELION 4 with tomograms.star: rlnCoordinate in unbinned pixels
-            known = [_tomogram(p, tomos, n, tstar).pixel_size for n in names[rows]]
+            ps_of = {n: _tomogram(p, tomos, n, tstar).pixel_size for n in set(names)}
+            known = [ps_of[n] for n in names[rows]]
         if not known:
             if origin_a is not None and np.any(origin_a != 0):
                 raise ValueError(
@@ -411,8 +402,11 @@ def _coordinates(p, blocks, b, rows, names, centred, vs_given, shape, tomos, tst
             sorted(set(names)),
         )
     centre = np.empty((len(rows), 3))
-    for k, i in enumerate(rows):
-        centre[k] = _centre(p, names, i, shape, tomos, tstar)
+    if names is None:
+        centre[:] = _centre(p, None, shape, tomos, tstar)
+    else:
+        for name in dict.fromkeys(names[rows].tolist()):
+            centre[names[rows] == name] = _centre(p, name, shape, tomos, tstar)
     return xyz_a / target + centre, target
 
 
@@ -432,7 +426,7 @@ def _target_voxel_size(p, names, rows, vs_given, tomos, tstar):
         raise ValueError(
             f"STAR file '{p}': no _rlnTomoName column to look up in '{tstar}'"
         )
-    sizes = {_tomogram(p, tomos, n, tstar).voxel_size for n in names[rows]}
+    sizes = {_tomogram(p, tomos, n, tstar).voxel_size for n in set(names[rows])}
     if len(sizes) > 1:
         raise SeveralTomogramsError(
             f"STAR file '{p}': its tomograms have voxel sizes {sorted(sizes)} A in "
@@ -448,9 +442,9 @@ def _target_voxel_size(p, names, rows, vs_given, tomos, tstar):
     return stated if vs_given is None else vs_given
 
 
-def _centre(p, names, i, shape, tomos, tstar) -> np.ndarray:
+def _centre(p, name, shape, tomos, tstar) -> np.ndarray:
     if tomos:
-        t = _tomogram(p, tomos, names[i], tstar)
+        t = _tomogram(p, tomos, name, tstar)
         if t.size is not None:
             centre = np.array(t.size) / (2 * t.binning)
             if shape is not None:

@@ -1,11 +1,13 @@
 """STAR files through ``starfile`` (teamtomo), with our checks on top.
 
-``starfile`` parses the values; a light scan of the file first checks what
-``starfile`` lets pass silently (a repeated block or column, a short row,
-text that is not UTF-8) and records each row's line, so every error names the
-file, the line and the column. A value that ``starfile`` reads differently
-from the file (it cuts an unquoted ``a#b`` at the ``#``) is refused rather
-than kept half.
+Every file is read by ``starfile`` and by a scan of our own, and the two must
+agree: the scan checks what ``starfile`` lets pass silently (a repeated
+block or column, a short row, which pandas fills with NaN, text that is not
+UTF-8) and records each row's line, so every error names the file, the line
+and the column; where ``starfile`` could read a row differently (a quote, a
+``#``, a ``nan`` word) its cells are compared with the file's text, and a
+value it reads otherwise (an unquoted ``a#b`` cut at the ``#``) is refused
+rather than kept half.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import starfile
 
-from ._table import _check_file, _read_lines
+from ._table import _check_file, _read_lines, parse_number
 
 __all__ = ["StarBlock", "pick_star_block", "read_star_blocks"]
 
 _STAR_TOKEN = re.compile(r"""'([^']*)'|"([^"]*)"|(\S+)""")
+
+_NA_WORD = re.compile(r"(?:^|\s)(?:nan|NaN|<NA>)(?=\s|$)")
 
 #: Values ``starfile`` (pandas) turns into NaN in a column read as text.
 _STARFILE_NA = frozenset({"nan", "NaN", "<NA>"})
@@ -50,6 +54,8 @@ class StarBlock:
     rows: list[tuple[int, list[str]]] = field(default_factory=list)
     line: int = 0
     column_lines: list[int] = field(default_factory=list)
+    #: rows whose text starfile might read differently (quotes, '#', NaN words)
+    suspect: list[int] = field(default_factory=list, repr=False)
 
     def column(self, name: str) -> list[str]:
         """The values of one loop column, as text."""
@@ -58,7 +64,19 @@ class StarBlock:
 
 
 def _star_tokens(line: str) -> list[str]:
+    if '"' not in line and "'" not in line:
+        return line.split()  # the same tokens as the regex, faster
     return [a or b or c for a, b, c in _STAR_TOKEN.findall(line)]
+
+
+def _suspect(line: str) -> bool:
+    """Whether starfile (pandas) might read the line's tokens otherwise: a
+    quote, a '#', or a word it turns into NaN."""
+    if "#" in line or '"' in line or "'" in line:
+        return True
+    if "na" in line or "Na" in line or "NA" in line:
+        return _NA_WORD.search(line) is not None
+    return False
 
 
 def _scan(p: Path) -> list[StarBlock]:
@@ -68,7 +86,21 @@ def _scan(p: Path) -> list[StarBlock]:
     in_loop = False  # reading loop column names or rows
     for lineno, line in enumerate(_read_lines(p), start=1):
         stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
+        if not stripped or stripped[0] == "#":
+            continue
+        if in_loop and blocks[-1].columns and stripped[0] not in "_dl;":
+            # a loop row (the common case, kept short: files hold 10^5 rows)
+            block = blocks[-1]
+            suspect = _suspect(stripped)
+            tokens = _star_tokens(stripped) if suspect else stripped.split()
+            if len(tokens) != len(block.columns):
+                raise ValueError(
+                    f"{p}, line {lineno}: expected {len(block.columns)} values (one "
+                    f"per loop column of 'data_{block.name}'), found {len(tokens)}"
+                )
+            if suspect:
+                block.suspect.append(len(block.rows))
+            block.rows.append((lineno, tokens))
             continue
         if stripped.startswith("data_"):
             name = stripped.split()[0][len("data_") :]
@@ -88,7 +120,7 @@ def _scan(p: Path) -> list[StarBlock]:
                 "not a STAR file?"
             )
         block = blocks[-1]
-        where = f"STAR file '{p}', line {lineno}, block 'data_{block.name}'"
+        where = f"STAR file '{p}', line {lineno}, block 'data_{block.name}'"  # rare
         if stripped.startswith(";"):
             raise ValueError(
                 f"{p}, line {lineno}: multi-line ';' values are not supported"
@@ -143,6 +175,8 @@ def _scan(p: Path) -> list[StarBlock]:
                 f"{p}, line {lineno}: expected {len(block.columns)} values (one per "
                 f"loop column of 'data_{block.name}'), found {len(tokens)}"
             )
+        if _suspect(stripped):
+            block.suspect.append(len(block.rows))
         block.rows.append((lineno, tokens))
     if not blocks:
         raise ValueError(f"'{p}' contains no 'data_' block; not a STAR file?")
@@ -150,18 +184,19 @@ def _scan(p: Path) -> list[StarBlock]:
 
 
 def _starfile_values(p: Path, blocks: list[StarBlock]) -> None:
-    """Read the values with ``starfile`` and check it agrees with the scan.
+    """Read the file with ``starfile`` and check that it agrees with the scan.
 
-    The rows of every loop block are replaced by ``starfile``'s values (read
-    as text, so ``0010`` stays ``0010``); a cell ``starfile`` reads
-    differently from the file is an error naming its line and column.
+    Both must find the same blocks, columns and rows. Rows without a quote,
+    a ``#`` or a word pandas turns into NaN are split at whitespace by both
+    alike; in the others every cell is compared, and a cell ``starfile``
+    reads differently from the file (an unquoted ``a#b`` cut at the ``#``)
+    is an error naming its line and column.
     """
-    loops = [b for b in blocks if b.rows]
-    if not loops:
+    loops = [b for b in blocks if b.columns]
+    if not any(b.rows for b in loops):
         return
-    as_text = sorted({c[1:] for b in loops for c in b.columns})
     try:
-        parsed = starfile.read(p, always_dict=True, parse_as_string=as_text)
+        parsed = starfile.read(p, always_dict=True)
     except Exception as exc:  # pandas' parser errors have many types
         raise ValueError(f"STAR file '{p}': starfile cannot read it: {exc}") from exc
     for b in loops:
@@ -177,21 +212,32 @@ def _starfile_values(p: Path, blocks: list[StarBlock]) -> None:
                 f"{len(df)} rows of {list(df.columns)}, the file has {len(b.rows)} "
                 f"rows of {[c[1:] for c in b.columns]}"
             )
-        cells = df.to_numpy(dtype=object)
-        rows = []
-        for (lineno, tokens), values in zip(b.rows, cells, strict=True):
-            row = []
-            for token, value, column in zip(tokens, values, b.columns, strict=True):
-                if not isinstance(value, str):
-                    # pandas' NA for 'nan' / '<NA>': the file's text is kept
-                    if token not in _STARFILE_NA or not _is_na(value):
-                        _disagree(p, lineno, column, token, value)
-                    value = token
-                elif value != token:
-                    _disagree(p, lineno, column, token, value)
-                row.append(value)
-            rows.append((lineno, row))
-        b.rows = rows
+        cells = df.iloc[b.suspect].to_numpy(dtype=object)
+        for k, i in enumerate(b.suspect):
+            lineno, tokens = b.rows[i]
+            for j, (token, value) in enumerate(zip(tokens, cells[k], strict=True)):
+                if not _agree(token, value):
+                    raise ValueError(
+                        f"{p}, line {lineno}: column {b.columns[j]} holds {token!r} "
+                        f'but starfile reads {value!r}; quote the value ("...") '
+                        "if it contains '#'"
+                    )
+
+
+def _agree(token: str, value) -> bool:
+    """Whether ``starfile``'s cell is the file's token (as text or as a number)."""
+    if isinstance(value, str):
+        return value == token
+    if token in _STARFILE_NA:  # pandas' NA for 'nan' / '<NA>'
+        return _is_na(value)
+    number = parse_number(token)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number is not None and (
+        number == value or (number != number and value != value)
+    )
 
 
 def _is_na(value) -> bool:
@@ -201,15 +247,8 @@ def _is_na(value) -> bool:
         return str(value) == "<NA>"
 
 
-def _disagree(p: Path, lineno: int, column: str, token: str, value) -> None:
-    raise ValueError(
-        f"{p}, line {lineno}: column {column} holds {token!r} but starfile reads "
-        f"{value!r}; quote the value (\"...\") if it contains '#'"
-    )
-
-
 def read_star_blocks(path: str | os.PathLike) -> list[StarBlock]:
-    """Parse a STAR file into its data blocks (values read by ``starfile``).
+    """Parse a STAR file into its data blocks (read by ``starfile`` and checked).
 
     Supports ``data_`` blocks holding either ``_key value`` items or one
     ``loop_``, ``#`` comment lines, and single- or double-quoted values.

@@ -271,6 +271,23 @@ _ASCII_NUMBER = re.compile(
 )
 
 
+def parse_numbers(tokens: list[str], what: str, p: Path, lines) -> np.ndarray:
+    """``_number`` of every token as a float64 array, checked in one pass.
+
+    ASCII text without ``_`` or spaces that ``float`` takes is exactly what
+    ``_number`` accepts; anything else goes token by token for the message.
+    """
+    joined = "\n".join(tokens)
+    if joined.isascii() and "_" not in joined and len(joined.split()) == len(tokens):
+        try:
+            return np.array(tokens, dtype=np.float64)
+        except ValueError:
+            pass
+    for token, lineno in zip(tokens, lines, strict=True):
+        _number(token, what, p, lineno)  # raises at the first bad token
+    return np.array(tokens, dtype=np.float64)
+
+
 def parse_number(token: str) -> float | None:
     """``float(token)`` for an ASCII decimal number, None for anything else."""
     if not _ASCII_NUMBER.fullmatch(token):

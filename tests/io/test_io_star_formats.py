@@ -368,3 +368,13 @@ def test_written_back_csv_neutralises_new_formula_cells(tmp_path):
         {"prediction": ["=HYPERLINK(1)"], "score": [-0.5]},
     )
     assert out.read_text().splitlines()[1] == "1,2,3,=keep,'=HYPERLINK(1),-0.5"
+
+
+def test_a_value_starfile_would_cut_is_refused(tmp_path):
+    star = _write(tmp_path, "h.star", STAR + "_fsccLabel\n1 2 3 ok\n4 5 6 a#b\n")
+    with pytest.raises(
+        ValueError, match=r"h\.star, line 8: column _fsccLabel holds 'a#b'"
+    ):
+        read_particle_list(star)
+    quoted = _write(tmp_path, "q.star", STAR + '_fsccLabel\n1 2 3 nan\n4 5 6 "a#b"\n')
+    assert read_particle_list(quoted).labels.tolist() == ["nan", "a#b"]
