@@ -404,3 +404,69 @@ def test_the_error_is_a_value_error_naming_file_and_field(model_file, tmp_path):
         f"model file '{bad}': embed.params.module__width = 100000 exceeds the "
         "maximum 4096."
     )
+
+
+# ---------------------------------------------------------------------------
+# mutations of a valid file: the loader answers ValueError or a working model
+
+_ODD_VALUES = [
+    *(None, True, -1, 0, 2.5, 1e9, 10**12, -(10**20), "", "evil", "x" * 70_000),
+    *([], {}, [1, 2], {"a": 1}, float("inf"), float("nan"), [[[[[]]]]], ["a", 1]),
+]
+
+
+def _json_paths(obj, path=()):
+    if path:
+        yield path
+    if isinstance(obj, (dict, list)):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj[:4])
+        for key, sub in items:
+            yield from _json_paths(sub, (*path, key))
+
+
+def _mutate(info, tensors, rng):
+    if rng.random() < 0.8:
+        paths = list(_json_paths(info))
+        *parents, last = paths[rng.integers(len(paths))]
+        target = info
+        for key in parents:
+            target = target[key]
+        target[last] = _ODD_VALUES[rng.integers(len(_ODD_VALUES))]
+        return
+    name = sorted(tensors)[rng.integers(len(tensors))]
+    arr, how = tensors[name], rng.integers(4)
+    if how == 0:
+        tensors[name] = arr.astype(
+            np.float32 if arr.dtype == np.float64 else np.float64
+        )
+    elif how == 1:
+        tensors[name] = np.ascontiguousarray(arr[None])
+    elif how == 2 and arr.ndim:
+        tensors[name] = np.ascontiguousarray(arr[:-1])
+    else:
+        tensors[name] = np.asarray(-np.abs(arr) - 1, dtype=arr.dtype)
+
+
+@pytest.mark.parametrize("source", ["format 2", "format 1"])
+def test_mutated_files_load_or_raise_value_error(data, model_file, tmp_path, source):
+    X, _ = data
+    src = model_file if source == "format 2" else V1
+    tensors0, info0 = _read(src)
+    rng = np.random.default_rng(0)
+    outcomes = {"refused": 0, "loaded": 0}
+    for i in range(60):
+        info, tensors = json.loads(json.dumps(info0)), dict(tensors0)
+        for _ in range(rng.integers(1, 3)):
+            _mutate(info, tensors, rng)
+        info["content_sha256"] = content_hash(tensors, info)
+        path = tmp_path / f"{i}.safetensors"
+        save_file(tensors, str(path), metadata={"fscc_sklearn": json.dumps(info)})
+        try:
+            model = load_model(path)
+        except ValueError as exc:
+            assert "\n" not in str(exc)
+            outcomes["refused"] += 1
+            continue
+        outcomes["loaded"] += 1  # a harmless edit (a note, a version string)
+        assert model.predict(X[:2]).shape == (2,)
+    assert outcomes["refused"] >= 30 and outcomes["loaded"] >= 3, outcomes

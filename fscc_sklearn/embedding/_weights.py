@@ -104,7 +104,8 @@ def from_model_state(cls, params, meta, arrays, *, device="cpu"):
         emb.initialize()
     except TypeError as exc:  # e.g. an unknown module__ parameter
         raise ValueError(f"cannot rebuild the network: {exc}") from None
-    emb.module_.load_state_dict(state, strict=True)
+    # compile=True wraps the network; its weights are those of the original
+    getattr(emb.module_, "_orig_mod", emb.module_).load_state_dict(state, strict=True)
     emb.module_.eval()
     emb.history = History(history)
     return emb

@@ -340,7 +340,8 @@ def _check_entry(entry: dict, where: str) -> None:
         raise ModelFileError(
             f"{where}.params", f"= {_show(params)} must be a JSON object."
         )
-    cls = saveable_classes().get(entry.get("class"))
+    name = entry.get("class")
+    cls = saveable_classes().get(name) if isinstance(name, str) else None
     # the class's own constraints judge type and range (sklearn's wording);
     # here only the upper bounds it leaves open
     constrained = set(getattr(cls, "_parameter_constraints", None) or ())

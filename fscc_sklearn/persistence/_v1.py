@@ -144,7 +144,7 @@ def _classifier(c, tensors):
         "base_statistics": "base" if has_base else stats,
     }
     arrays = c["arrays"]
-    if not isinstance(arrays, list) or not set(arrays) <= set(_CLASSIFIER_ARRAYS):
+    if not isinstance(arrays, list) or not all(a in _CLASSIFIER_ARRAYS for a in arrays):
         raise ValueError(f"unexpected classifier arrays {arrays!r:.80}.")
     for attr in arrays:
         old = f"clf.{attr.rstrip('_')}"

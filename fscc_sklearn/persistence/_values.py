@@ -257,7 +257,11 @@ def logistic_regression_from_state(meta, arrays, key: str = "logreg", *, n_featu
     if not isinstance(meta, dict) or set(meta) != {"params", "classes"}:
         raise ValueError(f"'{key}' must hold params and classes; got {meta!r:.80}.")
     params = meta["params"]
-    bad = [k for k in params if k not in _LOGREG_PARAMS]
+    bad = (
+        [k for k in params if k not in _LOGREG_PARAMS]
+        if isinstance(params, dict)
+        else []
+    )
     if not isinstance(params, dict) or bad:
         raise ValueError(f"unexpected logistic-regression parameters {bad}.")
     classes = labels_from_json(meta["classes"], f"{key} classes")
