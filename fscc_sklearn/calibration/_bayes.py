@@ -325,7 +325,8 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         covariance times ``1 + 1 / K``; the quantile of a moment-matched
         chi-square), and never below the novelty of the training examples
         themselves (no support example is rejected).
-        ``decision_function`` and ``predict_proba`` do not change.
+        ``decision_function`` and ``predict_proba`` do not change. ``np.inf``
+        rejects nothing, as ``None`` (model files store finite numbers only).
     false_rejection : float in (0, 1), default=0.05
         Target share of a class's own features that ``reject="auto"``
         rejects, on its calibrated distribution; measured on novel classes
