@@ -67,6 +67,8 @@ def cmd_adapt(args):
                 "option (CalibratedFewShotClassifier and "
                 "DistributionCalibrationClassifier have)"
             )
+        if args.reject != "auto" and not np.isfinite(args.reject):
+            raise UserError("--reject inf rejects nothing: leave --reject out")
         model.set_params(clf__reject=args.reject)
     adapted = adapt(model, data.X, data.y)
     extra = {
