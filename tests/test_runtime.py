@@ -1,4 +1,6 @@
+import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -6,6 +8,7 @@ import numpy as np
 import pytest
 
 from fscc_sklearn._progress import progress_bar, visible
+from fscc_sklearn.cli import _setup_runtime
 from fscc_sklearn.embedding._runtime import (
     PageReleaser,
     _startup_malloc_settings,
@@ -228,3 +231,13 @@ def test_importing_the_datasets_imports_no_skorch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "skorch" not in done.stdout, done.stdout
+
+
+def test_cli_lets_openmp_threads_sleep_unless_told_otherwise(monkeypatch):
+    args = argparse.Namespace(n_jobs=None, command="simulate")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    _setup_runtime(args)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    _setup_runtime(args)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stands

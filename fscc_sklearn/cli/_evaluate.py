@@ -37,11 +37,13 @@ def _evaluate(
     extra_plots=None,
     notes=(),
     prepare=False,
+    features=None,
 ):
     """Episodes for every K in ``shots``; report + plots into ``folder``
-    (created or, with ``prepare``, cleared only once the episodes ran)."""
+    (created or, with ``prepare``, cleared only once the episodes ran).
+    ``features``: those of ``data.X`` under ``model``, where already known."""
 
-    F = _embed(args, model, data.X)
+    F = _embed(args, model, data.X) if features is None else features
     results = []
     for k in shots:
         t0 = time.perf_counter()
