@@ -283,6 +283,14 @@ def check_header(info: dict) -> None:
     for key in ("versions", "user", "training"):
         if key in info and not isinstance(info[key], dict):
             raise ModelFileError(key, f"= {_show(info[key])} must be a JSON object.")
+    digests = info.get("user", {}).get("support_sha256")
+    if digests is not None and not (
+        isinstance(digests, list) and all(isinstance(d, str) for d in digests)
+    ):
+        # written by `fscc adapt`, read by `fscc predict`
+        raise ModelFileError(
+            "user.support_sha256", f"= {_show(digests)} must be a list of digests."
+        )
     for key, value in info.get("versions", {}).items():
         if not isinstance(value, str):
             raise ModelFileError(f"versions.{key}", "must be a version string.")
