@@ -21,6 +21,8 @@ from ._temperature import pseudo_novel_episodes
 
 # Set by the search itself, not searchable.
 _RESERVED = ("base", "calibrate_proba", "random_state")
+# Open-set options: the episodes score closed-set accuracy, which they keep.
+_OPEN_SET = ("reject", "false_rejection", "unknown_label")
 _METHODS = {
     "bayes": CalibratedFewShotClassifier,
     "paper": DistributionCalibrationClassifier,
@@ -235,7 +237,7 @@ class CalibratedFewShotClassifierCV(ClassifierMixin, BaseEstimator):
         estimator_class = _METHODS[self.method]
         if self.param_grid is None:
             return _default_grid(estimator_class)
-        valid = sorted(set(estimator_class().get_params()) - {*_RESERVED})
+        valid = sorted(set(estimator_class().get_params()) - {*_RESERVED, *_OPEN_SET})
         grids = (
             [self.param_grid] if isinstance(self.param_grid, dict) else self.param_grid
         )
