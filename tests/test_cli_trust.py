@@ -175,7 +175,8 @@ def test_resample_cuts_the_physical_box_of_the_model(work, tmp_path, capsys):
     # 16 voxels of 10 A = 32 of 5 A; once a 16^3 box was cut and shrunk to 8^3
     assert code == 0 and "resampling 32^3 at 5.0 A to 16^3 at 10.0 A" in err
     at10, at5 = _rows(tmp_path / "p10.csv"), _rows(tmp_path / "p5.csv")
-    assert [r["label"] for r in at5] == [r["label"] for r in at10]
+    # CSV picks come back as CSV with their columns and a prediction column
+    assert [r["prediction"] for r in at5] == [r["prediction"] for r in at10]
 
     def proba(rows):
         return np.array(
