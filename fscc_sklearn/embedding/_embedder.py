@@ -32,10 +32,10 @@ from ._weights import (
     pretrained_path,
 )
 
-# CPU forward passes run on slices of this many subtomograms: the activations of
-# the first block (8 MB per 32^3 subtomogram at width 64) then stay in cache and
-# under glibc's mmap threshold (see docs/performance.md).
-_CPU_MICRO_BATCH = 4
+# CPU forward passes run on slices of this many subtomograms (8 MB of first-block
+# activations each at width 64): 8 beat 4 by 9 % on an idle AVX2 host and by 15 %
+# (interleaved, OpenMP passive) on a busy AVX-512 one (docs/performance.md)
+_CPU_MICRO_BATCH = 8
 
 
 @register_saveable
@@ -149,8 +149,8 @@ class Conv6Embedder(TransformerMixin, NeuralNet):
     :class:`~fscc_sklearn.nn.Conv6`: BatchNorm folded into the convolutions,
     see :func:`~fscc_sklearn.nn.fuse_for_inference`), rebuilt whenever the
     weights change and never pickled. On the CPU the forward pass runs on
-    slices of 4 subtomograms, which keeps activations in cache. See
-    ``docs/performance.md`` for thread and malloc settings.
+    slices of 8 subtomograms. ``docs/performance.md`` has the thread and
+    malloc settings.
     """
 
     def __init__(
