@@ -106,7 +106,7 @@ def test_tune_malloc_keeps_freed_memory_unless_a_threshold_is_given():
 # larger than any free block the fits leave, is served by mmap (mallinfo2's
 # hblks grows) - true with M_MMAP_MAX > 0, false inside the scope (0).
 _FIT_WORKER = """
-import ctypes, json
+import ctypes, json, os
 import numpy as np
 from skorch.callbacks import Callback
 from fscc_sklearn import Conv6Embedder, tune_malloc
@@ -151,7 +151,8 @@ out = {"mmapped_before": mmapped(), "rss_before": rss()}
 del calls[:], inside[:]
 emb = Conv6Embedder(**kw).fit(X, y)
 out.update(calls=list(calls), inside=list(inside), peak=peak[0], rss_after=rss(),
-           mmapped_after=mmapped())
+           mmapped_after=mmapped(), env={k: v for k, v in os.environ.items()
+                                         if "MALLOC" in k or "TUNABLES" in k})
 tune_malloc()
 del calls[:], inside[:]
 emb.transform(X)
@@ -162,8 +163,14 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def fit_in_fresh_process():
+    # glibc's own start-up values: no malloc variables from the caller's shell
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"
+    }
     done = subprocess.run(
-        [sys.executable, "-c", _FIT_WORKER], capture_output=True, text=True
+        [sys.executable, "-c", _FIT_WORKER], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -182,7 +189,7 @@ def test_fit_keeps_the_heap_inside_and_leaves_malloc_settings_as_found(
         [m_trim_threshold, -1],
         [m_mmap_max, 65536],
         [m_trim_threshold, 128 * 1024],
-    ]
+    ], out["env"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
