@@ -18,6 +18,7 @@ import argparse
 import collections
 import io
 import json
+import resource
 import struct
 import sys
 import tempfile
@@ -402,7 +403,8 @@ def _markdown(result: dict) -> str:
     out.write(
         f"`python benchmarks/fuzz_readers.py --examples {params['examples']} "
         f"--seed {params['seed']}` (hypothesis {env['hypothesis']}, "
-        f"{result['seconds']:.0f} s, load average {load_at_start(env):.1f}).\n\n"
+        f"{result['seconds']:.0f} s, load average {load_at_start(env):.1f}, "
+        f"peak RSS {result.get('peak_rss_mb', float('nan')):.0f} MB).\n\n"
     )
     out.write("| target | inputs | reader calls | ok | ok + warning | clean error "
               "| unexpected |\n|---|---|---|---|---|---|---|\n")  # fmt: skip
@@ -424,6 +426,11 @@ def _markdown(result: dict) -> str:
     return out.getvalue() + "\n"
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=2000)
@@ -439,6 +446,7 @@ def main(argv=None) -> int:
         "environment": _environment("single-threaded (no BLAS in the readers)"),
         "seconds": time.perf_counter() - start,
         "targets": targets,
+        "peak_rss_mb": _peak_rss_mb(),
     }
     total = sum(r["calls"] for r in targets.values())
     bad = sum(r["outcomes"].get("unexpected", 0) for r in targets.values())

@@ -1,0 +1,68 @@
+"""Mutated model files (metadata and tensors, content hash recomputed) load
+into a working model or are refused with a one-line ValueError (issue 21);
+benchmarks/fuzz_model_files.py runs the same harness on 10^5 files."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).parents[2] / "benchmarks" / "fuzz_model_files.py"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    spec = importlib.util.spec_from_file_location("fuzz_model_files", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bases(harness, tmp_path_factory):
+    return harness.base_models(tmp_path_factory.mktemp("bases"))
+
+
+def test_fuzz_model_files_short(harness, bases):
+    report = harness.fuzz(n_examples=30, random_seed=3, trace_every=0, bases=bases)
+    outcomes = report["outcomes"]
+    assert report["files"] == sum(outcomes.values()) == 30
+    # every base model is mutated, and the files reach both sides of the loader
+    assert set(report["per_base"]) == {
+        "novel_reject_auto", "paper_recipe", "pipeline_width4",
+        "v1_bayes_adapted", "v1_paper_adapted",
+    }  # fmt: skip
+    assert outcomes.get("clean_error", 0) >= 15 and outcomes.get("ok", 0) >= 2
+    # loading itself never fails with anything but the one-line ValueError
+    at_load = [f for f in report["unexpected"] if not f["detail"].startswith("predict")]
+    assert at_load == []
+
+
+def test_the_harness_tells_the_outcomes_apart(harness, bases, tmp_path):
+    tensors, info, X = bases["novel_reject_auto"]
+    good = tmp_path / "good.safetensors"
+    harness.save_file(tensors, str(good), metadata={"fscc_sklearn": _dump(info)})
+    assert harness.classify(good, X) == ("ok", None)
+
+    info["model"]["steps"][0]["params"]["k"] = -1
+    bad = tmp_path / "bad.safetensors"
+    _write(harness, tensors, info, bad)
+    assert harness.classify(bad, X)[0] == "clean_error"
+
+    # a model that loads must also predict well-formed answers
+    info["model"]["steps"][0]["params"]["k"] = 1
+    info["model"]["steps"][0]["params"]["unknown_label"] = "x"
+    _write(harness, tensors, info, bad)
+    outcome, detail = harness.classify(bad, X)
+    assert outcome != "ok", detail
+
+
+def _dump(info):
+    import json
+
+    return json.dumps(info)
+
+
+def _write(harness, tensors, info, path):
+    info["content_sha256"] = harness.content_hash(tensors, info)
+    harness.save_file(tensors, str(path), metadata={"fscc_sklearn": _dump(info)})
