@@ -117,8 +117,27 @@ def test_predict_reject_errors(setup, tmp_path, capsys):
             _predict(capsys, setup, "plain", out, "--reject", bad)
         assert exc.value.code == 2
         assert "expected 'auto' or a number >= 0" in capsys.readouterr().err
-    argv = ["predict", models["plain"], root / "sim" / "novel", "-o", out,
-            "--reject", "1", "--quiet"]  # fmt: skip
-    code, _, err = run(capsys, *argv)
-    assert code != 0 and "particle list" in err
-    assert not out.exists()
+
+
+def test_predict_a_folder_with_rejection(setup, tmp_path, capsys):
+    """A folder of subtomograms gets the one prediction table, plus novelty."""
+    root, models, _, _ = setup
+    folder = root / "sim" / "novel"
+    tables = {}
+    for name, model, extra in (
+        ("own", "auto", []),  # the model's own 'auto' threshold
+        ("all", "plain", ["--reject", "0"]),
+    ):
+        out = tmp_path / f"{name}.csv"
+        code, _, err = run(capsys, "predict", models[model], folder, "-o", out,
+                           "--quiet", *extra)  # fmt: skip
+        assert code == 0, err
+        tables[name] = pd.read_csv(out)
+    own, every = tables["own"], tables["all"]
+    assert {"subtomogram", "label", "probability", "novelty", "unknown"} <= set(own)
+    assert (own["label"][own["unknown"] == 1] == "unknown").all()
+    assert (own["label"][own["unknown"] == 0] != "unknown").all()
+    assert (every["unknown"] == 1).all() and (every["label"] == "unknown").all()
+    # a rejected particle's probability is that of its likeliest class
+    proba = every.filter(like="proba_").to_numpy()
+    np.testing.assert_allclose(every["probability"], proba.max(axis=1))

@@ -121,13 +121,6 @@ def cmd_predict(args):
     if getattr(args, "copick", None):
         return predict_copick(args, model, meta)
     data = _read_data(args, need_labels=False, meta=meta)
-    if open_set and not _lists_particles(args, data.particles):
-        raise UserError(
-            "--reject writes its novelty and unknown columns into a STAR/CSV "
-            "particle list (--particles, output in the same format); the table "
-            "of other inputs (fscc_sklearn.io.write_predictions) has no place "
-            "for them yet"
-        )
     digests = volume_digests(data.X) if data.y is not None else None
     data = _fit_to_model(args, data, meta)
     classes = model.classes_
@@ -274,6 +267,7 @@ def _write_predictions(
         proba,
         classes=classes,
         names=names,
+        novelty=novelty,
         overwrite=args.force,
     )
 

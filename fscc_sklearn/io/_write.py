@@ -143,10 +143,6 @@ def write_subtomograms(
     return targets
 
 
-# --------------------------------------------------------------------------
-# tables
-
-
 def _table_format(path: Path, format: str) -> str:
     if format == "auto":
         suffix = path.suffix.lower().lstrip(".")
@@ -202,10 +198,8 @@ def _write_columns(
         for k, n in enumerate(names, start=1):
             buf.write(f"{n} #{k}\n")
         for row in rows:
-            buf.write(
-                " ".join(_star_value(v, n) for v, n in zip(row, names, strict=True))
-                + "\n"
-            )
+            cells = (_star_value(v, n) for v, n in zip(row, names, strict=True))
+            buf.write(" ".join(cells) + "\n")
         buf.write("\n")
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
@@ -337,6 +331,7 @@ def write_predictions(
     classes: Sequence | None = None,
     tomograms: Sequence | None = None,
     names: Sequence | None = None,
+    novelty: Sequence | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write predicted labels (and class probabilities) per particle.
@@ -372,6 +367,12 @@ def write_predictions(
     names : array-like of shape (n,), optional
         Identifier of each particle (a subtomogram file, ``N@stack.mrcs`` or
         ``particle_<row>`` of a particle list).
+    novelty : array-like of shape (n,), optional
+        Novelty score of each particle (``novelty_score`` of an open-set
+        classifier). Adds ``novelty`` and ``unknown`` columns (STAR:
+        ``_fsccNovelty``, ``_fsccUnknown``); ``unknown`` is 1 where the label
+        is not a class (a rejected particle), whose ``probability`` is then
+        that of its likeliest class.
     overwrite : bool, default=False
         Whether an existing file may be replaced.
 
@@ -386,7 +387,8 @@ def write_predictions(
         If ``path`` exists and ``overwrite`` is False.
     ValueError
         If the extension is not ``.csv``/``.star``, the inputs disagree in
-        length, probabilities are not finite or a label is not a class.
+        length, probabilities are not finite or (without ``novelty``) a label
+        is not a class.
 
     Examples
     --------
@@ -460,12 +462,15 @@ def write_predictions(
                 )
         column_of = {c: k for k, c in enumerate(classes)}
         unknown = sorted({str(v) for v in labels} - set(column_of))
-        if unknown:
+        if unknown and novelty is None:
             raise ValueError(
                 f"labels {unknown[:5]} are not among the classes {classes}"
             )
-        rows = np.arange(n)
-        own = proba[rows, [column_of[str(v)] for v in labels]] if n else proba[:, 0]
+        likeliest = proba.argmax(axis=1)  # the row's label unless rejected
+        cols = [
+            column_of.get(str(v), k) for v, k in zip(labels, likeliest, strict=True)
+        ]
+        own = proba[np.arange(n), np.asarray(cols, dtype=int)]
         names_out.append("_fsccProbability" if star else "probability")
         columns.append(_float_strings(own))
         prefix = "_fsccProba_" if star else "proba_"
@@ -474,6 +479,20 @@ def write_predictions(
             columns.append(_float_strings(proba[:, k]))
     elif classes is not None:
         raise ValueError("classes given without probabilities")
+    if novelty is not None:
+        novelty = np.asarray(novelty, dtype=float)
+        if novelty.shape != (n,) or probabilities is None:
+            raise ValueError(
+                f"novelty must have shape ({n},) like labels and come with "
+                f"probabilities, got shape {novelty.shape}"
+            )
+        names_out += (
+            ["_fsccNovelty", "_fsccUnknown"] if star else ["novelty", "unknown"]
+        )
+        columns += [
+            _float_strings(novelty),
+            [str(int(str(v) not in column_of)) for v in labels],
+        ]
     _check_unique(names_out)
     if not star:  # a prediction table is opened in spreadsheets
         columns = [[_spreadsheet_safe(v) for v in column] for column in columns]

@@ -255,3 +255,25 @@ def test_outputs_get_the_mode_of_a_new_file_without_touching_the_umask(tmp_path)
     # a writer that recreated the file as 0600 still gets the usual mode
     assert done.stdout.split() == ["0o640", "0o640"]
     assert _leftovers(tmp_path) == []
+
+
+def test_predictions_with_novelty_mark_the_rejected_rows(tmp_path):
+    proba = [[0.2, 0.8], [0.6, 0.4]]
+    path = write_predictions(
+        tmp_path / "p.csv", None, ["b", "unknown"], proba, classes=["a", "b"],
+        novelty=[0.5, 7.25],
+    )  # fmt: skip
+    lines = path.read_text().splitlines()
+    assert lines[0] == "label,probability,proba_a,proba_b,novelty,unknown"
+    assert lines[1:] == ["b,0.8,0.2,0.8,0.5,0", "unknown,0.6,0.6,0.4,7.25,1"]
+    star = write_predictions(
+        tmp_path / "p.star", None, ["b", "unknown"], proba, classes=["a", "b"],
+        novelty=[0.5, 7.25],
+    )  # fmt: skip
+    assert "_fsccNovelty" in star.read_text() and "_fsccUnknown" in star.read_text()
+    with pytest.raises(ValueError, match="not among the classes"):
+        write_predictions(tmp_path / "q.csv", None, ["unknown"], [[0.5, 0.5]],
+                          classes=["a", "b"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"novelty must have shape \(2,\)"):
+        write_predictions(tmp_path / "r.csv", None, ["a", "b"], proba,
+                          classes=["a", "b"], novelty=[1.0])  # fmt: skip
