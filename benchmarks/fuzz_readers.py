@@ -8,7 +8,8 @@ Any other exception type (IndexError, struct.error, TypeError, OverflowError,
 
     python benchmarks/fuzz_readers.py --examples 2000 --seed 0
 
-writes benchmarks/results/fuzz.json and fuzz.md. ``tests/reliability`` runs a
+writes benchmarks/results/fuzz_readers.json and .md (``fuzz_summary.py`` gathers
+them into fuzz.md with the other fuzzers). ``tests/reliability`` runs a
 short version by default and a long one with ``-m slow``.
 """
 
@@ -401,7 +402,7 @@ def _markdown(result: dict) -> str:
     env, params = result["environment"], result["parameters"]
     out.write("# Fuzzing the file readers\n\n")
     out.write(
-        f"`python benchmarks/fuzz_readers.py --examples {params['examples']} "
+        f"`nice -n 5 python benchmarks/fuzz_readers.py --examples {params['examples']} "
         f"--seed {params['seed']}` (hypothesis {env['hypothesis']}, "
         f"{result['seconds']:.0f} s, load average {load_at_start(env):.1f}, "
         f"peak RSS {result.get('peak_rss_mb', float('nan')):.0f} MB).\n\n"
@@ -436,7 +437,7 @@ def main(argv=None) -> int:
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--out", default=str(Path(__file__).parent / "results" / "fuzz")
+        "--out", default=str(Path(__file__).parent / "results" / "fuzz_readers")
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()
