@@ -116,6 +116,10 @@ SCHEMA_CASES = {
         _step(2, "params", "tukey_lambda", float("nan")),
         "params.tukey_lambda is NaN",
     ),
+    "tukey_lambda -1e308": (
+        _step(2, "params", "tukey_lambda", -1e308),
+        "clf.params.tukey_lambda = -1e+308 is outside [0, 10]",
+    ),
     "statistics tukey_lambda NaN": (
         lambda info: info["model"]["steps"][2]["meta"]["base_statistics"][
             "meta"
@@ -238,6 +242,10 @@ TENSOR_CASES = {
     "NaN conv weights": (
         lambda t: _full(t, "embed/module.blocks.0.0.weight", np.nan),
         "tensor 'module.blocks.0.0.weight' holds non-finite values",
+    ),
+    "conv weight 1e38": (
+        lambda t: t["embed/module.blocks.0.0.weight"].flat.__setitem__(0, 1e38),
+        "tensor 'module.blocks.0.0.weight' holds a value of magnitude 1e+38",
     ),
     "negative BN running_var": (
         lambda t: _full(t, "embed/module.blocks.2.1.running_var", -1.0),

@@ -123,6 +123,11 @@ def _module_shapes(emb, device) -> dict:
         raise ValueError(f"cannot rebuild the network: {exc}") from None
 
 
+# trained Conv-6 weights and batch-norm statistics stay below ~10 (the shipped
+# model: 7.3); one value near float32's limit turns every feature into inf
+_MAX_WEIGHT = 1e8
+
+
 def _checked_weights(arrays, expected) -> dict:
     """The network's tensors of ``arrays``, each as ``expected`` has it: same
     names, shapes and dtypes, finite, batch-norm variances >= 0."""
@@ -142,6 +147,12 @@ def _checked_weights(arrays, expected) -> dict:
             dtype=str(ref.dtype).replace("torch.", ""),
             finite=ref.is_floating_point(),
         )
+        if ref.is_floating_point() and arr.size and np.abs(arr).max() > _MAX_WEIGHT:
+            raise ValueError(
+                f"tensor '{_MODULE}{key}' holds a value of magnitude "
+                f"{np.abs(arr).max():.3g}, above the {_MAX_WEIGHT:g} a trained "
+                "network stays far below: its features would overflow."
+            )
         if key.endswith("running_var") and (arr < 0).any():
             raise ValueError(
                 f"tensor '{_MODULE}{key}' holds negative variances "

@@ -62,6 +62,9 @@ _INT_PARAMS = {
     "module__volume_size": (1, MAX_BOX, False),
     "module__n_classes": (1, MAX_CLASSES, False),
 }
+# real parameters whose extremes give inf or NaN (negative Tukey powers of the
+# zeros of ReLU features, powers above 10 of features ~1e3): (low, high)
+_REAL_PARAMS = {"tukey_lambda": (0.0, 10.0)}
 # parameters with a few allowed values
 _CHOICES = {
     "augment": (None, "flip_shift"),
@@ -385,6 +388,12 @@ def _check_param(key: str, value, field: str, constrained: bool) -> None:
             check_int(value, field, low, high, none=none)
         elif _is_int(value) and value > high:
             raise ModelFileError(field, f"= {value} exceeds the maximum {high}.")
+    elif key in _REAL_PARAMS and _is_number(value):
+        low, high = _REAL_PARAMS[key]
+        if not low <= value <= high:
+            raise ModelFileError(
+                field, f"= {_show(value)} is outside [{low:g}, {high:g}]."
+            )
     elif key in _CHOICES and not any(
         value is c or (isinstance(c, str) and value == c) for c in _CHOICES[key]
     ):
