@@ -8,9 +8,12 @@ tests/test_cli.py.
 # ruff: noqa: F811 (the ``work`` fixture is imported from test_cli)
 
 import csv
+import importlib.util
 import struct
 import tracemalloc
 import warnings
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -479,49 +482,24 @@ def test_calibrated_cv_before_fit_and_on_negative_features():
 # the argument parser, fuzzed ---------------------------------------------------------
 
 
-def _commands():
-    parser = build_parser()
-    (sub,) = [a for a in parser._actions if a.dest == "command"]
-    return sub.choices
-
-
-_RANGES = {
-    "_positive_int": lambda v: isinstance(v, int) and v >= 1,
-    "_non_negative_int": lambda v: isinstance(v, int) and v >= 0,
-    "_positive_float": lambda v: np.isfinite(v) and v > 0,
-    "_non_negative_float": lambda v: np.isfinite(v) and v >= 0,
-    "_fraction": lambda v: 0 < v <= 1,
-}
+def _fuzz_cli():
+    """benchmarks/fuzz_cli.py: its command-line strategy and ranges (one copy)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "fuzz_cli.py"
+    spec = importlib.util.spec_from_file_location("fuzz_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_fuzzed_command_lines_parse_or_are_usage_errors(capsys):
     """Random options and values: a Namespace whose values are in range, or a
     usage error (exit 2) with argparse's message; never another exception."""
     from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
 
-    commands, parser = _commands(), build_parser()
-    values = st.one_of(
-        st.integers(-(2**70), 2**70).map(str),
-        st.floats(allow_nan=True, allow_infinity=True).map(repr),
-        st.sampled_from(["0", "-1", "1", "nan", "inf", "-inf", "1e309", "", "1_0"]),
-        st.text(max_size=8),
-    )
-
-    @st.composite
-    def command_lines(draw):
-        name = draw(st.sampled_from(sorted(commands)))
-        options = [
-            a
-            for a in commands[name]._actions
-            if a.option_strings and a.dest not in ("help",)
-        ]
-        argv = [name, "x"]
-        for action in draw(st.lists(st.sampled_from(options), max_size=4)):
-            argv.append(action.option_strings[-1])
-            if action.nargs != 0:
-                argv.append(draw(values))
-        return argv
+    fuzz = _fuzz_cli()
+    commands, parser = fuzz._commands(), build_parser()
+    command_lines = partial(fuzz.command_lines, commands)
+    _RANGES = fuzz._RANGES
 
     @settings(
         max_examples=400,
