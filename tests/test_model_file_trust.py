@@ -418,6 +418,24 @@ def test_the_error_is_a_value_error_naming_file_and_field(model_file, tmp_path):
     )
 
 
+@pytest.mark.parametrize("temperature", [1e-308, 1e-30, 1e30])
+def test_an_extreme_temperature_gives_finite_probabilities(
+    data, model_file, tmp_path, temperature
+):
+    # found by the model-file fuzz (seed 3, cases 40375 and 81870): 1e-308
+    # overflowed the scores to inf and the probabilities to NaN
+    X, _ = data
+    edit = _step(2, "meta", "temperature", temperature)
+    model = load_model(_craft(model_file, tmp_path / "t.safetensors", edit_info=edit))
+    proba = model.predict_proba(X[:6])
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    if temperature < 1:  # the winner takes all
+        assert list(model.classes_[proba.argmax(1)]) == list(model.predict(X[:6]))
+    else:  # no preference left
+        np.testing.assert_allclose(proba, 1 / len(model.classes_))
+
+
 # ---------------------------------------------------------------------------
 # mutations of a valid file: the loader answers ValueError or a working model
 

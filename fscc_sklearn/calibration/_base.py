@@ -269,7 +269,14 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         base classes tell (it depends on the picker); :meth:`novelty_score` and
         ``predict`` carry the open-set decision instead.
         """
-        return softmax(self._logits(X) / self.temperature_)
+        logits = self._logits(X)
+        with np.errstate(over="ignore"):
+            scaled = logits / self.temperature_
+            if not np.isfinite(scaled).all():
+                # a tiny temperature overflowed (inf - inf is NaN): shifted
+                # first, the losers go to -inf, probability 0
+                scaled = (logits - logits.max(1, keepdims=True)) / self.temperature_
+        return softmax(scaled)
 
     def _logits(self, X):
         """Scores of every class, ``(n_samples, n_classes)``, before the
