@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._validation import check_labels
 from .calibration._grouping import class_means
 from .calibration._novelty import energy_score, nearest_mahalanobis
-from .calibration._statistics import tukey_transform
+from .calibration._statistics import TUKEY_LAMBDA, tukey_transform
 from .persistence._state import (
     check_array,
     check_value,
@@ -413,7 +413,7 @@ class PrototypeClassifier(_SupportSetClassifier):
     """
 
     _parameter_constraints: dict = {
-        "tukey_lambda": [None, Interval(Real, None, None, closed="neither")],
+        "tukey_lambda": [None, TUKEY_LAMBDA],
     }
 
     def __init__(self, *, tukey_lambda=None):
@@ -472,7 +472,7 @@ class TukeyLogisticRegression(_SupportSetClassifier):
     """
 
     _parameter_constraints: dict = {
-        "tukey_lambda": [Interval(Real, None, None, closed="neither")],
+        "tukey_lambda": [TUKEY_LAMBDA],
         "C": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],

@@ -25,8 +25,13 @@ from test_cli import (  # the shared tiny data, models and helpers
     work,  # noqa: F401 (a fixture)
 )
 
-from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder, load_model
-from fscc_sklearn.baselines import PrototypeClassifier
+from fscc_sklearn import (
+    CalibratedFewShotClassifier,
+    Conv6Embedder,
+    DistributionCalibrationClassifier,
+    load_model,
+)
+from fscc_sklearn.baselines import PrototypeClassifier, TukeyLogisticRegression
 from fscc_sklearn.calibration import CalibratedFewShotClassifierCV
 from fscc_sklearn.cli import build_parser, main
 from fscc_sklearn.io import read_subtomograms, write_predictions, write_subtomograms
@@ -462,6 +467,23 @@ def test_labels_of_mixed_types_are_named(estimator, X):
     y = np.array(["a", 1, "a", 1], dtype=object)  # a list is read as strings
     with pytest.raises(ValueError, match=r"mixes labels of types \['int', 'str'\]"):
         estimator.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        CalibratedFewShotClassifier(tukey_lambda=-0.5),
+        DistributionCalibrationClassifier(tukey_lambda=-0.5),
+        TukeyLogisticRegression(tukey_lambda=-0.5),
+        PrototypeClassifier(tukey_lambda=-0.5),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_a_negative_tukey_lambda_is_named_at_fit(estimator):
+    # x ** -0.5 of a ReLU's zero is inf: this failed deep inside scipy
+    X = np.vstack([np.zeros((4, 3)), np.ones((4, 3))])
+    with pytest.raises(ValueError, match=r"'tukey_lambda' .* range \[0.0, inf\)\. Got -0.5"):
+        estimator.fit(X, np.repeat(["a", "b"], 4))
 
 
 def test_calibrated_cv_before_fit_and_on_negative_features():

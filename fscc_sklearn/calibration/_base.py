@@ -12,7 +12,7 @@ subclasses only say how the base and few-shot fits find them.
 
 import warnings
 from dataclasses import replace
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, clone
@@ -41,7 +41,7 @@ from ._novelty import (
     unknown_label_for,
     with_unknown,
 )
-from ._statistics import BaseStatistics, tukey_transform
+from ._statistics import TUKEY_LAMBDA, BaseStatistics, tukey_transform
 from ._temperature import base_episode_temperatures, temperature_for_shots
 
 
@@ -56,7 +56,7 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "base": "no_validation",  # checked in fit, with a clearer message
         "k": [Interval(Integral, 1, None, closed="left")],
-        "tukey_lambda": [Interval(Real, None, None, closed="neither")],
+        "tukey_lambda": [TUKEY_LAMBDA],
         "calibrate_proba": [StrOptions({"base_episodes"}), None],
         "random_state": ["random_state"],
         **OPEN_SET_CONSTRAINTS,

@@ -6,8 +6,10 @@ features.
 """
 
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
 from .._validation import check_class_counts
 from ..persistence._state import (
@@ -18,6 +20,9 @@ from ..persistence._state import (
     register_saveable,
     to_json_scalar,
 )
+
+# a negative power sends the ReLU's zeros to inf, so the ladder stops at log
+TUKEY_LAMBDA = Interval(Real, 0, None, closed="left")
 
 
 def tukey_transform(X: np.ndarray, lam: float = 0.5) -> np.ndarray:
