@@ -405,6 +405,32 @@ def fuzz(
     }
 
 
+def replay(result_paths, bases: dict | None = None) -> list[dict]:
+    """Craft again the files behind the findings in earlier results (each case
+    is deterministic in ``[seed, case]``) and classify them with today's
+    loader: one row per finding, with its outcome then and now."""
+    rows = []
+    with tempfile.TemporaryDirectory(dir=_tmp_dir()) as tmp:
+        if bases is None:
+            bases = base_models(Path(tmp))
+        names, path = sorted(bases), Path(tmp) / "case.safetensors"
+        for result_path in result_paths:
+            result = json.loads(Path(result_path).read_text())
+            seed = result["parameters"]["seed"]
+            for f in result["result"]["unexpected"]:
+                if not f["mutations"]:  # the harness could not write it then
+                    continue
+                tensors0, info0, X = bases[names[f["case"] % len(names)]]
+                rng = np.random.default_rng([seed, f["case"]])
+                applied = craft(tensors0, info0, rng, path)
+                outcome, detail = classify(path, X)
+                rows.append({"source": Path(result_path).name, "seed": seed,
+                             "case": f["case"], "mutations": applied,
+                             "then": f["detail"], "now": outcome,
+                             "detail": detail})  # fmt: skip
+    return rows
+
+
 def _tmp_dir():
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() else None
@@ -458,8 +484,17 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "fuzz_model_files")
     )
+    parser.add_argument(
+        "--replay",
+        nargs="+",
+        metavar="RESULT_JSON",
+        help="craft again the unexpected cases of earlier results and report "
+        "what they give now (writes OUT.json and OUT.md)",
+    )
     args = parser.parse_args(argv)
     env = machine_info(packages=("safetensors", "torch"))
+    if args.replay:
+        return _main_replay(args, env)
     start = time.perf_counter()
     res = fuzz(args.examples, args.seed, jobs=args.jobs, time_limit=args.time_limit)
     result = {
@@ -474,6 +509,37 @@ def main(argv=None) -> int:
     Path(args.out + ".md").write_text(_markdown(result))
     print(_markdown(result))
     return 1 if res["outcomes"].get("unexpected", 0) else 0
+
+
+def _main_replay(args, env) -> int:
+    rows = replay(args.replay)
+    now = collections.Counter(r["now"] for r in rows)
+    Path(args.out + ".json").write_text(
+        json.dumps(
+            {"parameters": vars(args), "environment": env, "cases": rows},
+            indent=2,
+            default=str,
+        )  # fmt: skip
+    )
+    lines = [
+        "# Earlier model-file fuzz findings, crafted again\n",
+        f"`python benchmarks/fuzz_model_files.py --replay {' '.join(args.replay)} "
+        f"--out {args.out}`\n",
+        f"{len(rows)} cases: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(now.items()))
+        + ".\n",
+        "| source | case | then | now |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['source']} | {r['case']} | {r['then'][:60]} | {r['now']}"
+        f"{': ' + r['detail'][:60] if r['detail'] else ''} |"
+        for r in rows
+        if r["now"] == "unexpected"
+    ]
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 1 if now.get("unexpected") else 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Reads what the fuzzers wrote (nothing is run again):
 
 - fuzz_readers.json: ``fuzz_readers.py``, damaged MRC files and particle lists,
 - fuzz_model_files*.json: ``fuzz_model_files.py``, one per seed,
-- fuzz_cli.json: ``fuzz_cli.py``, the argument parser.
+- fuzz_cli.json: ``fuzz_cli.py``, the argument parser,
+- fuzz_replay.json: ``fuzz_model_files.py --replay``, earlier findings crafted
+  again and loaded with today's code.
 
     python benchmarks/fuzz_summary.py
 """
@@ -143,6 +145,15 @@ def markdown(s: dict) -> str:
     if findings:
         out.append("\nUnexpected outcomes of the model-file fuzz, by kind:\n")
         out += findings
+    replayed = _load("fuzz_replay.json")
+    if replayed:
+        now = collections.Counter(c["now"] for c in replayed["cases"])
+        out.append(
+            f"\nThose findings crafted again with today's code (fuzz_replay.md): "
+            f"{len(replayed['cases'])} cases, "
+            + ", ".join(f"{n} {k}" for k, n in sorted(now.items()))
+            + "."
+        )
     return "\n".join(out) + "\n"
 
 
