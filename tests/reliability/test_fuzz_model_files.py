@@ -2,6 +2,7 @@
 into a working model or are refused with a one-line ValueError (issue 21);
 benchmarks/fuzz_model_files.py runs the same harness on 10^5 files."""
 
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def test_fuzz_model_files_short(harness, bases):
 
 def test_the_harness_tells_the_outcomes_apart(harness, bases, tmp_path):
     tensors, info, X = bases["novel_reject_auto"]
+    info = copy.deepcopy(info)  # the module's bases stay as built
     good = tmp_path / "good.safetensors"
     harness.save_file(tensors, str(good), metadata={"fscc_sklearn": _dump(info)})
     assert harness.classify(good, X) == ("ok", None)
@@ -66,3 +68,26 @@ def _dump(info):
 def _write(harness, tensors, info, path):
     info["content_sha256"] = harness.content_hash(tensors, info)
     harness.save_file(tensors, str(path), metadata={"fscc_sklearn": _dump(info)})
+
+
+def test_replay_crafts_the_recorded_findings_again(harness, bases, tmp_path):
+    # seed 3's two findings (a reject='auto' model with temperature 1e-308:
+    # NaN probabilities) replayed from a result file as the benchmark wrote it
+    import json
+
+    recorded = {
+        "parameters": {"seed": 3},
+        "result": {
+            "unexpected": [
+                {"case": 40375, "mutations": ["meta replace"], "detail": "then"},
+                {"case": 92341, "mutations": [], "detail": "not written: x"},
+            ]
+        },
+    }
+    path = tmp_path / "fuzz_model_files_seed3.json"
+    path.write_text(json.dumps(recorded))
+    rows = harness.replay([path], bases=bases)
+    assert len(rows) == 1  # the case the harness could not write is skipped
+    (row,) = rows
+    assert (row["seed"], row["case"], row["mutations"]) == (3, 40375, ["meta replace"])
+    assert (row["now"], row["detail"]) == ("ok", None)
