@@ -154,9 +154,34 @@ def test_channels_last_inference_trains_in_the_default_layout(toy_data, tiny_emb
     np.testing.assert_array_equal(
         a.history[:, "train_loss"], b.history[:, "train_loss"]
     )
+    a.amp = True  # no oneDNN prepacking: the fused blocks in channels_last_3d
     fused = a._inference_module()
     assert fused.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    a.amp = False
     np.testing.assert_allclose(a.transform(X), b.transform(X), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("params", "packed"),
+    [
+        ({}, torch.backends.mkldnn.is_available()),
+        ({"channels_last": "inference"}, torch.backends.mkldnn.is_available()),
+        ({"channels_last": False}, False),
+        ({"amp": True}, False),
+    ],
+)
+def test_cpu_transform_prepacks_only_the_float32_fast_path(fitted, params, packed):
+    emb, X = fitted
+    other = copy.deepcopy(emb).set_params(**params)
+    blocks = other._inference_module().blocks
+    assert (type(blocks[0]).__name__ == "_ToOneDNN") == packed
+    weights = [m.weight for m in blocks.modules() if hasattr(m, "weight")]
+    assert len(weights) == 6 and all(w.is_mkldnn == packed for w in weights)
+    # switching back and forth rebuilds the copy (amp and layout are in its key)
+    other.set_params(**{k: emb.get_params()[k] for k in params})
+    assert (type(other._inference_module().blocks[0]).__name__ == "_ToOneDNN") == (
+        torch.backends.mkldnn.is_available()
+    )
 
 
 def test_amp_leaves_training_in_float32(toy_data, tiny_embedder):

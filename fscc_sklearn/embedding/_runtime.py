@@ -18,7 +18,7 @@ import torch
 
 from .._progress import progress_bar
 from .._validation import raise_non_finite
-from ..nn import Conv6, fuse_for_inference
+from ..nn import Conv6, fuse_for_inference, prepack_for_onednn
 
 # glibc mallopt() parameters and their defaults (malloc.h, malloc.c)
 _M_TRIM_THRESHOLD = -1
@@ -331,10 +331,12 @@ def inference_module(net):
     """Eval-mode copy of ``net.module_`` for ``transform``, cached per weights.
 
     For :class:`~fscc_sklearn.nn.Conv6` BatchNorm is folded into the
-    convolutions (:func:`~fscc_sklearn.nn.fuse_for_inference`); other modules
-    run as they are. The cache key holds every tensor's storage and version
-    counter, so training steps, ``load_params`` or edits of the weights
-    rebuild the copy.
+    convolutions (:func:`~fscc_sklearn.nn.fuse_for_inference`), and on the CPU
+    in float32 with ``channels_last`` the blocks run in oneDNN's layout with
+    weights reordered once (:func:`~fscc_sklearn.nn.prepack_for_onednn`);
+    other modules run as they are. The cache key holds every tensor's storage
+    and version counter, so training steps, ``load_params`` or edits of the
+    weights rebuild the copy.
     """
     module = getattr(net.module_, "_orig_mod", net.module_)  # torch.compile
     channels_last = net._inference_channels_last
@@ -342,6 +344,7 @@ def inference_module(net):
         id(module),
         str(net.device_),
         channels_last,
+        net.amp,
         tuple((t.data_ptr(), t._version) for t in module.state_dict().values()),
     )
     cached = net.__dict__.get("_inference_cache_")
@@ -350,6 +353,11 @@ def inference_module(net):
     if isinstance(module, Conv6):
         fmt = torch.channels_last_3d if channels_last else None
         inference = fuse_for_inference(module, memory_format=fmt)
+        packed = None
+        if channels_last and not net.amp and torch.device(net.device_).type == "cpu":
+            packed = prepack_for_onednn(inference.blocks)
+        if packed is not None:
+            inference.blocks = packed
     else:
         inference = module.eval()
     # a tuple, so skorch does not register the copy as a net component

@@ -2,7 +2,7 @@
 
 from ._augment import WedgeSafeAugment
 from ._conv6 import Conv6
-from ._fuse import fuse_for_inference
+from ._fuse import fuse_for_inference, prepack_for_onednn
 from ._losses import CESupConLoss, SupConLoss
 from ._sampler import ClassBalancedBatchSampler
 
@@ -13,4 +13,5 @@ __all__ = [
     "SupConLoss",
     "WedgeSafeAugment",
     "fuse_for_inference",
+    "prepack_for_onednn",
 ]

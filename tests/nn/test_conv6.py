@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fscc_sklearn.nn import Conv6, fuse_for_inference
+from fscc_sklearn.nn import Conv6, fuse_for_inference, prepack_for_onednn
 
 
 @pytest.mark.parametrize(
@@ -83,3 +83,41 @@ def test_fuse_puts_pool_before_relu_and_keeps_other_layers():
     # a BatchNorm without a convolution in front of it is not touched
     seq = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.BatchNorm3d(2))
     assert isinstance(fuse_for_inference(seq)[1], torch.nn.BatchNorm3d)
+
+
+_ONEDNN = torch.backends.mkldnn.is_available()
+
+
+@pytest.mark.parametrize(
+    ("box", "n_pool", "in_chans", "n"),
+    [(32, 4, 1, 5), (37, 4, 1, 1), (28, 4, 2, 3), (8, 2, 1, 4), (3, 4, 1, 2)],
+)
+def test_prepacked_blocks_compute_the_fused_blocks(box, n_pool, in_chans, n):
+    net = _trained_like(
+        Conv6(n_classes=3, width=8, volume_size=box, n_pool=n_pool, in_chans=in_chans)
+    )
+    fused = fuse_for_inference(net, memory_format=torch.channels_last_3d)
+    packed = prepack_for_onednn(fused.blocks)
+    assert (packed is not None) == _ONEDNN
+    if packed is None:
+        return
+    x = torch.randn(n, in_chans, box, box, box)
+    with torch.inference_mode():
+        want = fused.blocks(x.contiguous(memory_format=torch.channels_last_3d))
+        got = packed(x)
+    assert not got.is_mkldnn and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # the weights were reordered once, in the blocked layout
+    convs = [m for m in packed if type(m).__name__ == "_PrepackedConv3d"]
+    assert len(convs) == 6 and all(c.weight.is_mkldnn for c in convs)
+
+
+def test_prepacking_declines_what_onednn_layers_do_not_cover():
+    bn = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.BatchNorm3d(2))
+    assert prepack_for_onednn(bn.eval()) is None  # an unfolded BatchNorm
+    ceil = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 2, 3), torch.nn.MaxPool3d(2, ceil_mode=True)
+    )
+    assert prepack_for_onednn(ceil) is None
+    dilated = torch.nn.Sequential(torch.nn.MaxPool3d(2, dilation=(1, 2, 1)))
+    assert prepack_for_onednn(dilated) is None
