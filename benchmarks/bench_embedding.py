@@ -3,8 +3,8 @@
 Measures subtomograms per second for 32^3 boxes with the default Conv-6
 (width 64, ~1.15 GFLOP per subtomogram) on the CPU, against a float32 matmul
 ceiling measured in the same process, for the levers that matter: memory
-layout, BatchNorm folding, CPU micro-batch size, threads, glibc malloc settings,
-bfloat16 autocast and torch.compile. Then how time grows with n, the peak
+layout, BatchNorm folding, oneDNN weight prepacking, CPU micro-batch size,
+threads, glibc malloc settings, bfloat16 autocast and torch.compile. Then how time grows with n, the peak
 resident memory while streaming a large memory-mapped stack, and whether
 episodic evaluation gives the same accuracies for every ``n_jobs``.
 
@@ -33,6 +33,7 @@ import torch
 from _machine import load_at_start, machine_info
 
 import fscc_sklearn.embedding._embedder as embedder_mod
+import fscc_sklearn.embedding._runtime as runtime
 from fscc_sklearn import CalibratedFewShotClassifier, Conv6Embedder, evaluate_episodes
 from fscc_sklearn.datasets._toy import make_toy_volumes
 from fscc_sklearn.embedding._runtime import cpu_has_native_bfloat16, tune_malloc
@@ -160,6 +161,12 @@ def levers(X, repeats, threads, ceiling, gflop, use_compile) -> dict:
     run("before: unfused NCDHW batch 128", lambda: old_transform(emb, X))
     plain = ready_embedder(channels_last=False)
     run("fused, NCDHW", lambda: plain.transform(X))
+    unpacked = ready_embedder()
+    prepack, runtime.prepack_for_onednn = runtime.prepack_for_onednn, lambda b: None
+    try:  # the inference copy is built, without prepacking, on the warm-up call
+        run("fused, channels_last, no prepacking", lambda: unpacked.transform(X))
+    finally:
+        runtime.prepack_for_onednn = prepack
     run("fused, channels_last (default)", lambda: emb.transform(X))
     default_micro = embedder_mod._CPU_MICRO_BATCH
     for micro in (2, 8, 16, 128):
