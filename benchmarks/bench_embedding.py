@@ -4,9 +4,10 @@ Measures subtomograms per second for 32^3 boxes with the default Conv-6
 (width 64, ~1.15 GFLOP per subtomogram) on the CPU, against a float32 matmul
 ceiling measured in the same process, for the levers that matter: memory
 layout, BatchNorm folding, oneDNN weight prepacking, CPU micro-batch size,
-threads, glibc malloc settings, bfloat16 autocast and torch.compile. Then how time grows with n, the peak
-resident memory while streaming a large memory-mapped stack, and whether
-episodic evaluation gives the same accuracies for every ``n_jobs``.
+threads, glibc malloc settings, bfloat16 autocast and torch.compile. Then how
+time grows with n, the peak resident memory while streaming a large
+memory-mapped stack, and whether episodic evaluation gives the same accuracies
+for every ``n_jobs``.
 
 Writes benchmarks/results/embedding.json and benchmarks/results/embedding.md.
 
