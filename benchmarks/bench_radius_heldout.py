@@ -64,6 +64,39 @@ def run(features: Path, shots: int, episodes: int) -> dict:
     return acc
 
 
+def base_episode_gain(features: Path, shots: int, splits: int = 6, n: int = 25):
+    """``pool_radius_shots=0`` minus the default on pseudo-novel episodes of the
+    *base* classes (4 held out per split, statistics from the other 4): what a
+    model could measure for itself before it sees a novel class."""
+    data = np.load(features)
+    Fb, yb = data["F_base"], data["y_base"]
+    rng = np.random.RandomState(1)
+    diffs = []
+    for _ in range(splits):
+        held = rng.permutation(np.unique(yb))[:4]
+        rest = ~np.isin(yb, held)
+        fitted = {
+            p: CalibratedFewShotClassifier(
+                random_state=0, pool_radius_shots=p, calibrate_proba=None
+            ).fit(Fb[rest], yb[rest])
+            for p in (2, 0)
+        }
+        Fn, yn = Fb[~rest], yb[~rest]
+        for _ in range(n):
+            support, query = sample_episode(
+                yn, 4, shots, 15, random_state=rng.randint(2**31 - 1)
+            )
+            acc = {
+                p: np.mean(
+                    few_shot_clone(b).fit(Fn[support], yn[support]).predict(Fn[query])
+                    == yn[query]
+                )
+                for p, b in fitted.items()
+            }
+            diffs.append(100 * (acc[0] - acc[2]))
+    return [float(v) for v in diffs]
+
+
 def markdown(result: dict) -> str:
     lines = [
         "# The pooled one-shot radius on held-out features\n",
@@ -83,6 +116,29 @@ def markdown(result: dict) -> str:
                 f"| {row['features']} | {row['shots']} | {name} | "
                 f"{100 * a.mean():.1f} | {d.mean():+.1f} ± {ci:.1f} |"
             )
+    base_rows = [r for r in result["rows"] if "base_episode_gain" in r]
+    if base_rows:
+        lines += [
+            "",
+            "`--base-episodes`: `pool_radius_shots=0` minus the default on "
+            "pseudo-novel 4-way episodes of the base classes (6 splits x 25), "
+            "beside the same difference on the novel classes (points):",
+            "",
+            "| features | shots | base episodes | novel classes |",
+            "|---|---|---|---|",
+        ]
+        for row in base_rows:
+            b = np.array(row["base_episode_gain"])
+            acc = row["accuracies"]
+            d = 100 * (
+                np.array(acc["pool_radius_shots=0"])
+                - np.array(acc[next(iter(VARIANTS))])
+            )
+            lines.append(
+                f"| {row['features']} | {row['shots']} | {b.mean():+.1f} ± "
+                f"{1.96 * b.std(ddof=1) / np.sqrt(len(b)):.1f} | {d.mean():+.1f} ± "
+                f"{1.96 * d.std(ddof=1) / np.sqrt(len(d)):.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -91,6 +147,11 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--base-episodes",
+        action="store_true",
+        help="also compare the two on pseudo-novel episodes of the base classes",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "radius_heldout")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -104,11 +165,17 @@ def main(argv=None) -> int:
             )
             for shots in args.shots:
                 acc = run(meta_path.with_suffix(".npz"), shots, args.episodes)
-                rows.append({"features": label, "shots": shots, "accuracies": acc})
+                row = {"features": label, "shots": shots, "accuracies": acc}
+                if args.base_episodes:
+                    row["base_episode_gain"] = base_episode_gain(
+                        meta_path.with_suffix(".npz"), shots
+                    )
+                rows.append(row)
                 print(f"{label}, {shots} shots done", flush=True)
     result = {
         "command": "python benchmarks/bench_radius_heldout.py --cache CACHE "
-        f"--episodes {args.episodes} --shots {' '.join(map(str, args.shots))}",
+        f"--episodes {args.episodes} --shots {' '.join(map(str, args.shots))}"
+        + (" --base-episodes" if args.base_episodes else ""),
         "episodes": args.episodes,
         "seconds": time.perf_counter() - start,
         "environment": machine_info(),
