@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -141,3 +143,17 @@ def machine_line(info: dict | None = None) -> str:
     """``"<cpu>, <n> cores"`` for one-line records."""
     info = machine_info() if info is None else info
     return f"{info['cpu']}, {info['cpu_count']} cores"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_result(prefix: str, result: dict, markdown: str) -> None:
+    """``prefix.json`` (the result) and ``prefix.md`` (its report), and print
+    the report."""
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    Path(prefix + ".json").write_text(json.dumps(result, indent=2, default=str))
+    Path(prefix + ".md").write_text(markdown)
+    print(markdown)

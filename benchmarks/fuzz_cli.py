@@ -19,9 +19,7 @@ import argparse
 import collections
 import contextlib
 import io
-import json
 import math
-import resource
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,12 @@ from hypothesis import strategies as st
 from fscc_sklearn.cli import build_parser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import load_at_start, machine_info  # noqa: E402
+from _machine import (  # noqa: E402
+    load_at_start,
+    machine_info,
+    peak_rss_mb,
+    write_result,
+)
 
 # the range each custom argument type promises (by the type function's name)
 _RANGES = {
@@ -169,13 +172,10 @@ def main(argv=None) -> int:
         "parameters": {"examples": args.examples, "seed": args.seed},
         "environment": env,
         "seconds": time.perf_counter() - start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "result": res,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(result, indent=2, default=str))
-    Path(args.out + ".md").write_text(_markdown(result))
-    print(_markdown(result))
+    write_result(args.out, result, _markdown(result))
     return 1 if res["outcomes"].get("unexpected", 0) else 0
 
 

@@ -26,7 +26,6 @@ import collections
 import copy
 import io
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -52,7 +51,12 @@ from fscc_sklearn.io import SubtomogramNormalizer
 from fscc_sklearn.persistence._format import content_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import load_at_start, machine_info  # noqa: E402
+from _machine import (  # noqa: E402
+    load_at_start,
+    machine_info,
+    peak_rss_mb,
+    write_result,
+)
 
 _V1 = Path(__file__).resolve().parents[1] / "tests" / "data" / "model_v1"
 _NEST = "__FUZZ_NEST__"
@@ -289,10 +293,6 @@ def classify(path: Path, X) -> tuple[str, str | None]:
     return "ok", None
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 _BASES: dict = {}
 
 
@@ -335,7 +335,7 @@ def _run_chunk(task) -> dict:
                                  "detail": detail})  # fmt: skip
     return {"done": done, "per": per, "errors": errors, "mutations": mutations,
             "findings": findings, "traced": traced,
-            "rss_mb": _peak_rss_mb()}  # fmt: skip
+            "rss_mb": peak_rss_mb()}  # fmt: skip
 
 
 def _init_worker(bases):
@@ -501,26 +501,16 @@ def main(argv=None) -> int:
         "parameters": vars(args),
         "environment": env,
         "seconds": time.perf_counter() - start,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "result": res,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(result, indent=2, default=str))
-    Path(args.out + ".md").write_text(_markdown(result))
-    print(_markdown(result))
+    write_result(args.out, result, _markdown(result))
     return 1 if res["outcomes"].get("unexpected", 0) else 0
 
 
 def _main_replay(args, env) -> int:
     rows = replay(args.replay)
     now = collections.Counter(r["now"] for r in rows)
-    Path(args.out + ".json").write_text(
-        json.dumps(
-            {"parameters": vars(args), "environment": env, "cases": rows},
-            indent=2,
-            default=str,
-        )  # fmt: skip
-    )
     lines = [
         "# Earlier model-file fuzz findings, crafted again\n",
         f"`python benchmarks/fuzz_model_files.py --replay {' '.join(args.replay)} "
@@ -537,8 +527,11 @@ def _main_replay(args, env) -> int:
         for r in rows
         if r["now"] == "unexpected"
     ]
-    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_result(
+        args.out,
+        {"parameters": vars(args), "environment": env, "cases": rows},
+        "\n".join(lines) + "\n",
+    )
     return 1 if now.get("unexpected") else 0
 
 

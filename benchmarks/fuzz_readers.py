@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import collections
 import io
-import json
-import resource
 import struct
 import sys
 import tempfile
@@ -41,7 +39,12 @@ from fscc_sklearn.io import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import load_at_start, machine_info  # noqa: E402
+from _machine import (  # noqa: E402
+    load_at_start,
+    machine_info,
+    peak_rss_mb,
+    write_result,
+)
 
 #: Exceptions that count as a clean, user-facing error.
 CLEAN_ERRORS = (ValueError, FileNotFoundError, MemoryError)
@@ -427,11 +430,6 @@ def _markdown(result: dict) -> str:
     return out.getvalue() + "\n"
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=2000)
@@ -447,14 +445,11 @@ def main(argv=None) -> int:
         "environment": _environment("single-threaded (no BLAS in the readers)"),
         "seconds": time.perf_counter() - start,
         "targets": targets,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
     total = sum(r["calls"] for r in targets.values())
     bad = sum(r["outcomes"].get("unexpected", 0) for r in targets.values())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(result, indent=2, default=str))
-    Path(args.out + ".md").write_text(_markdown(result))
-    print(_markdown(result))
+    write_result(args.out, result, _markdown(result))
     print(f"{total} reader calls, {bad} unexpected")
     return 1 if bad else 0
 
