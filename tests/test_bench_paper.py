@@ -1,33 +1,18 @@
 """The paper benchmark: its quick run, its report and the episodes it relies on."""
 
 import copy
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import import_benchmark
 
 from fscc_sklearn import sample_episode
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _import(name):
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    bench = _import("bench_paper")
+    bench = import_benchmark("bench_paper")
     root = tmp_path_factory.mktemp("bench")
     argv = ["--quick", "--episodes", "3", "--max-embedders", "1", "--threads", "1"]
     argv += ["--out", str(root / "out"), "--cache", str(root / "cache"), "--no-plot"]
@@ -79,7 +64,7 @@ def test_quick_run_reuses_its_cache(quick_run):
 def test_report_renders_ablation_sweeps_and_plot(quick_run, tmp_path):
     pytest.importorskip("matplotlib")  # the plot is optional (extra "plot")
     _, _, report = quick_run
-    report_mod = _import("_paper_report")
+    report_mod = import_benchmark("_paper_report")
     fake = copy.deepcopy(report)  # the real run as lambda 0 and SNR 0.005 too
     for field, value in (("lam", 0.0), ("snr", 0.005)):
         run = copy.deepcopy(fake["runs"][0])

@@ -8,15 +8,14 @@ tests/test_cli.py.
 # ruff: noqa: F811 (the ``work`` fixture is imported from test_cli)
 
 import csv
-import importlib.util
 import struct
 import tracemalloc
 import warnings
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import import_benchmark
 from sklearn.exceptions import NotFittedError
 from test_cli import (  # the shared tiny data, models and helpers
     TINY,
@@ -482,7 +481,9 @@ def test_labels_of_mixed_types_are_named(estimator, X):
 def test_a_negative_tukey_lambda_is_named_at_fit(estimator):
     # x ** -0.5 of a ReLU's zero is inf: this failed deep inside scipy
     X = np.vstack([np.zeros((4, 3)), np.ones((4, 3))])
-    with pytest.raises(ValueError, match=r"'tukey_lambda' .* range \[0.0, inf\)\. Got -0.5"):
+    with pytest.raises(
+        ValueError, match=r"'tukey_lambda' .* range \[0.0, inf\)\. Got -0.5"
+    ):
         estimator.fit(X, np.repeat(["a", "b"], 4))
 
 
@@ -506,11 +507,7 @@ def test_calibrated_cv_before_fit_and_on_negative_features():
 
 def _fuzz_cli():
     """benchmarks/fuzz_cli.py: its command-line strategy and ranges (one copy)."""
-    path = Path(__file__).parents[1] / "benchmarks" / "fuzz_cli.py"
-    spec = importlib.util.spec_from_file_location("fuzz_cli", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("fuzz_cli")
 
 
 def test_fuzzed_command_lines_parse_or_are_usage_errors(capsys):

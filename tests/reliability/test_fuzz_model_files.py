@@ -3,20 +3,14 @@ into a working model or are refused with a one-line ValueError (issue 21);
 benchmarks/fuzz_model_files.py runs the same harness on 10^5 files."""
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import pytest
-
-_PATH = Path(__file__).parents[2] / "benchmarks" / "fuzz_model_files.py"
+from _benchmarks import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def harness():
-    spec = importlib.util.spec_from_file_location("fuzz_model_files", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("fuzz_model_files")
 
 
 @pytest.fixture(scope="module")

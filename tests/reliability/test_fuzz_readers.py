@@ -1,19 +1,12 @@
 """The file readers survive fuzzed input: clean errors or well-formed results."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-_PATH = Path(__file__).parents[2] / "benchmarks" / "fuzz_readers.py"
+from _benchmarks import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def harness():
-    spec = importlib.util.spec_from_file_location("fuzz_readers", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("fuzz_readers")
 
 
 def _check(report):
