@@ -13,11 +13,11 @@ def _out_side(side: int, n_pool: int) -> int:
 
 
 class Conv6(nn.Module):
-    """Six 3D conv blocks (Conv3d 3x3x3 -> BatchNorm3d -> ReLU -> MaxPool3d) and a head.
+    """Six 3D conv blocks (Conv3d 3x3x3 -> BatchNorm3d -> MaxPool3d -> ReLU) and a head.
 
-    The blocks pool before the ReLU, which computes the same values and
-    gradients (the maximum commutes with any non-decreasing function) for an
-    eighth of the ReLU's work.
+    The paper's blocks apply the ReLU before pooling; pooling first computes
+    the same values and gradients (the maximum commutes with any
+    non-decreasing function) for an eighth of the ReLU's work.
 
     Pooling follows the Conv backbones of Chen et al. (2019): the first ``n_pool``
     blocks halve the volume, but only while it is at least 2 voxels wide, so any box

@@ -92,8 +92,8 @@ class _PrepackedConv3d(nn.Module):
     """A Conv3d whose weights oneDNN reordered once, for oneDNN-layout input.
 
     A plain convolution reorders its weights into oneDNN's blocked layout at
-    every call; for the small batches of ``transform`` that was a sixth of the
-    time.
+    every call; for the small batches of ``transform`` that was about a fifth
+    of the time (docs/performance.md).
     """
 
     def __init__(self, conv: nn.Conv3d):
@@ -136,10 +136,10 @@ def prepack_for_onednn(blocks: nn.Sequential) -> nn.Sequential | None:
     """oneDNN copy of an inference ``nn.Sequential`` of 3D convolutions,
     max-pooling and ReLUs (as :func:`fuse_for_inference` leaves Conv-6's
     blocks): weights reordered once, activations in oneDNN's layout from the
-    first convolution to the last pooling, dense ``float32`` NCDHW in and out.
+    first layer to the last, dense ``float32`` NCDHW in and out.
 
     Returns None where that does not apply: oneDNN missing, another layer
-    type, dilated or strided pooling, pooling with indices or ceil mode.
+    type, dilated pooling, pooling with indices or ceil mode.
 
     Examples
     --------
