@@ -102,3 +102,99 @@ def test_support_scatter_is_learnt_from_unpooled_classes_only():
     # with every class pooled there is no scatter to learn
     all_pooled = CalibratedFewShotClassifier(**params, pool_radius_shots=3)
     assert all_pooled.fit(X_new, y_new).support_scatter_ == np.inf
+
+
+# --- pool_radius_shots="auto": measured on pseudo-novel episodes of the base
+
+
+def nested_or_even_classes(nested, seed=0, n=40, d=12):
+    """Eight base classes and four novel ones, in pairs along six directions
+    (three axes, both ways, so the base classes centre on the common point).
+
+    ``nested``: the two classes of a pair lie at radii 1 and 4 from that
+    point, with little noise, so only their distance tells them apart and
+    pooling it must lose. Otherwise every class lies at radius 2.5 with more
+    noise, so a one-shot example's distance is mostly noise.
+    """
+    rng = np.random.default_rng(seed)
+    axes = np.linalg.qr(rng.normal(size=(d, 3)))[0].T
+    directions = np.concatenate([axes, -axes])[[0, 3, 1, 4, 2, 5]]
+    radii = np.tile([1.0, 4.0], 6) if nested else np.full(12, 2.5)
+    means = 6 + np.repeat(directions, 2, 0) * radii[:, None]
+    noise = 0.15 if nested else 0.6
+    X = np.repeat(means, n, 0) + rng.normal(scale=noise, size=(12 * n, d))
+    y = np.repeat(np.arange(12), n)
+    assert X.min() > 0
+    is_base = y < 8
+    return X[is_base], y[is_base], X[~is_base], y[~is_base]
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_auto_measures_pooling_on_base_episodes_and_chooses_by_it(nested):
+    X_base, y_base, X_new, y_new = nested_or_even_classes(nested)
+    base = CalibratedFewShotClassifier(pool_radius_shots="auto", random_state=0)
+    gain = base.fit(X_base, y_base).base_statistics_.pooling_gain
+    assert (gain < -2) if nested else (gain > -2)
+    one_shot = np.concatenate([np.flatnonzero(y_new == c)[:1] for c in range(8, 12)])
+    auto = CalibratedFewShotClassifier(base=base, pool_radius_shots="auto")
+    auto.fit(X_new[one_shot], y_new[one_shot])
+    assert auto.pool_radius_shots_ == (0 if nested else 2)
+    same = CalibratedFewShotClassifier(
+        base=base, pool_radius_shots=auto.pool_radius_shots_
+    )
+    same.fit(X_new[one_shot], y_new[one_shot])
+    np.testing.assert_array_equal(auto.coef_, same.coef_)
+    if nested:  # and not pooling is what the novel classes need too
+        pooled = CalibratedFewShotClassifier(base=base).fit(
+            X_new[one_shot], y_new[one_shot]
+        )
+        assert auto.score(X_new, y_new) > pooled.score(X_new, y_new) + 0.2
+
+
+def test_auto_is_reproducible_and_measures_only_when_asked():
+    X_base, y_base, _, _ = nested_or_even_classes(True)
+    fits = [
+        CalibratedFewShotClassifier(pool_radius_shots=p, random_state=3).fit(
+            X_base, y_base
+        )
+        for p in ("auto", "auto", 2)
+    ]
+    a, b, fixed = (f.base_statistics_ for f in fits)
+    assert a.pooling_gain == b.pooling_gain
+    assert a.proba_temperatures == b.proba_temperatures
+    assert fixed.pooling_gain is None
+
+
+def test_auto_without_a_measurement_pools_and_says_so():
+    X_base, y_base, X_new, y_new = nested_or_even_classes(True)
+    base = CalibratedFewShotClassifier(random_state=0).fit(X_base, y_base)
+    one_shot = np.concatenate([np.flatnonzero(y_new == c)[:1] for c in range(8, 12)])
+    auto = CalibratedFewShotClassifier(base=base, pool_radius_shots="auto")
+    with pytest.warns(UserWarning, match="no pooling_gain"):
+        auto.fit(X_new[one_shot], y_new[one_shot])
+    assert auto.pool_radius_shots_ == 2
+    assert not hasattr(base, "pool_radius_shots_")  # few-shot fits only
+
+
+def test_model_file_keeps_the_pooling_gain_and_refuses_a_damaged_one(tmp_path):
+    from test_persistence import _rewrite  # the shared model-file editor
+
+    from fscc_sklearn import load_model, save_model
+
+    X_base, y_base, X_new, y_new = nested_or_even_classes(True)
+    base = CalibratedFewShotClassifier(pool_radius_shots="auto", random_state=0)
+    base.fit(X_base, y_base)
+    path = save_model(base, tmp_path / "base.safetensors")
+    loaded = load_model(path)
+    assert loaded.base_statistics_.pooling_gain == base.base_statistics_.pooling_gain
+    one_shot = np.concatenate([np.flatnonzero(y_new == c)[:1] for c in range(8, 12)])
+    again = CalibratedFewShotClassifier(base=loaded, pool_radius_shots="auto")
+    assert again.fit(X_new[one_shot], y_new[one_shot]).pool_radius_shots_ == 0
+
+    def damage(info):
+        stats = info["model"]["steps"][0]["meta"]["base_statistics"]["meta"]
+        stats["pooling_gain"] = "lots"
+
+    _rewrite(path, tmp_path / "bad.safetensors", edit_info=damage)
+    with pytest.raises(ValueError, match="pooling_gain"):
+        load_model(tmp_path / "bad.safetensors")

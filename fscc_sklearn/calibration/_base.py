@@ -32,6 +32,7 @@ from ..persistence._state import (
     object_from_state,
     object_state,
 )
+from ._base_episodes import pseudo_novel_splits
 from ._novelty import (
     OPEN_SET_CONSTRAINTS,
     chi_square_threshold,
@@ -95,10 +96,9 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
             self._check_open_set()
             self._fit_base(Z, y, stats, rng)
             self.temperature_ = 1.0
-            if self.calibrate_proba is not None:
-                self.base_statistics_ = replace(
-                    stats, proba_temperatures=self._base_temperatures(X, y, rng)
-                )
+            measured = self._measure_on_base_episodes(X, y, rng)
+            if measured:
+                self.base_statistics_ = replace(stats, **measured)
             self._set_threshold(Z, np.searchsorted(self.classes_, y))
             return self
         stats = self.base_statistics_ = self._checked_base(X)
@@ -196,10 +196,25 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = np.asarray(coef), np.asarray(intercept)
         self.n_iter_ = np.ones(1, dtype=int) if n_iter is None else n_iter
 
-    def _base_temperatures(self, X, y, rng):
-        """``(n_shot, temperature)`` pairs from pseudo-novel episodes of the
-        base classes (see :func:`base_episode_temperatures`)."""
+    def _measure_on_base_episodes(self, X, y, rng):
+        """Fields of the base statistics that pseudo-novel episodes of the base
+        classes measure (:mod:`._base_episodes`): the softmax temperatures of
+        ``calibrate_proba``."""
+        if self.calibrate_proba is None:
+            return {}
+        splits, y_idx, episode_rng = self._pseudo_novel_splits(X, y, rng)
+        return {
+            "proba_temperatures": base_episode_temperatures(
+                splits, X, y_idx, episode_rng
+            )
+        }
+
+    def _pseudo_novel_splits(self, X, y, rng, *, half=False):
+        """``(splits, y_idx, rng)``: :func:`pseudo_novel_splits` of the base
+        classes with few-shot copies of this classifier, the class indices, and
+        the RandomState their episodes go on drawing from."""
         seed = 0 if self.random_state is None else rng.randint(np.iinfo(np.int32).max)
+        episode_rng = np.random.RandomState(seed)
         _, y_idx = np.unique(y, return_inverse=True)
 
         def make_classifier(X_rest, y_rest):
@@ -211,9 +226,10 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
                 base=stats, k=k, calibrate_proba=None, reject=None
             )
 
-        return base_episode_temperatures(
-            make_classifier, X, y_idx, self.k, np.random.RandomState(seed)
+        splits = pseudo_novel_splits(
+            make_classifier, X, y_idx, self.k, episode_rng, half=half
         )
+        return splits, y_idx, episode_rng
 
     def _few_shot_temperature(self, stats, y_idx):
         if self.calibrate_proba is None:

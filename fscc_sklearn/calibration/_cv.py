@@ -14,10 +14,10 @@ from threadpoolctl import threadpool_limits
 
 from .._validation import check_labels
 from ..model_selection import beats_by_one_standard_error, evaluate_episodes
+from ._base_episodes import pseudo_novel_episodes
 from ._bayes import CalibratedFewShotClassifier
 from ._paper import DistributionCalibrationClassifier
 from ._statistics import BaseStatistics
-from ._temperature import pseudo_novel_episodes
 
 # Set by the search itself, not searchable.
 _RESERVED = ("base", "calibrate_proba", "random_state")

@@ -101,6 +101,11 @@ class BaseStatistics:
         on pseudo-novel episodes of these classes by a base-mode
         :class:`CalibratedFewShotClassifier` (see :func:`temperature_for_shots`);
         empty: not calibrated.
+    pooling_gain : float or None, default=None
+        Accuracy points that pooling the radius of one-shot class means gained
+        on pseudo-novel one-shot episodes of these classes, measured by a
+        base-mode :class:`CalibratedFewShotClassifier` with
+        ``pool_radius_shots="auto"``; None: not measured.
     """
 
     classes: np.ndarray
@@ -109,6 +114,7 @@ class BaseStatistics:
     counts: np.ndarray
     tukey_lambda: float | None = None
     proba_temperatures: tuple = ()
+    pooling_gain: float | None = None
     _factors: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -176,8 +182,8 @@ class BaseStatistics:
     # --- safe model files (fscc_sklearn.persistence._state)
 
     def _get_model_state(self):
-        """``(meta, arrays)``: classes, feature space, temperatures; the three
-        arrays of statistics."""
+        """``(meta, arrays)``: classes, feature space, temperatures, pooling
+        gain; the three arrays of statistics."""
         meta = {
             "classes": labels_to_json(self.classes),
             "tukey_lambda": to_json_scalar(self.tukey_lambda, "tukey_lambda"),
@@ -185,6 +191,8 @@ class BaseStatistics:
                 [int(shots), float(t)] for shots, t in self.proba_temperatures
             ],
         }
+        if self.pooling_gain is not None:
+            meta["pooling_gain"] = float(self.pooling_gain)
         arrays = {
             "means": np.asarray(self.means, dtype=np.float64),
             "covariances": np.asarray(self.covariances, dtype=np.float64),
@@ -222,6 +230,9 @@ class BaseStatistics:
             counts=counts,
             tukey_lambda=check_value(meta, "tukey_lambda", "float", none=True),
             proba_temperatures=_temperatures(meta.get("proba_temperatures", [])),
+            pooling_gain=check_value(
+                meta, "pooling_gain", "float", low=-100, high=100, default=None
+            ),
         )
 
     def shrunk_covariances(self):

@@ -14,13 +14,11 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-# Shots per class of the pseudo-novel episodes, and their number: splits of the
-# base classes into pseudo-novel and pseudo-base, and episodes per split
+from ._base_episodes import N_QUERY, pseudo_novel_episodes
+
+# Shots per class of the pseudo-novel episodes, and episodes per split
 CALIBRATION_SHOTS = (1, 5)
-N_SPLITS = 6
 N_EPISODES = 4
-N_QUERY = 15
-MAX_WAY = 5
 
 
 def best_inverse_temperature(scores, y, bounds=(-10, 10)):
@@ -70,47 +68,23 @@ def mean_log_loss(scores, y, temperature=1.0):
     )
 
 
-def pseudo_novel_episodes(members, n_shot, n_query, n_episodes, rng):
-    """``(support, query, seed)`` of ``n_episodes`` episodes of the classes
-    whose sample indices are ``members``: ``n_shot`` support samples and up to
-    ``n_query`` queries per class, disjoint, and a seed for the classifier."""
-    for _ in range(n_episodes):
-        support, query = [], []
-        for idx in members:
-            picked = rng.permutation(idx)
-            support.append(picked[:n_shot])
-            query.append(picked[n_shot : n_shot + n_query])
-        seed = rng.randint(np.iinfo(np.int32).max)
-        yield np.concatenate(support), np.concatenate(query), seed
-
-
-def base_episode_temperatures(make_classifier, X, y_idx, k, rng):
+def base_episode_temperatures(splits, X, y_idx, rng):
     """Temperature of few-shot scores per number of shots, from base classes.
 
-    Each of ``N_SPLITS`` random splits holds out up to ``MAX_WAY`` classes as
-    pseudo-novel (leaving at least ``k`` pseudo-base classes, or 1 if too few
-    remain); ``make_classifier(X_rest, y_rest)`` returns a few-shot classifier
-    with the statistics of the remaining classes only, so no class is its own
-    prior. Every shot count of ``CALIBRATION_SHOTS`` that the smallest held-out
-    class allows (``n_shot`` + 1 samples) gets one temperature fitted on the
-    pooled query scores of its episodes.
+    On the ``(classifier, members)`` splits of :func:`pseudo_novel_splits`,
+    every shot count of ``CALIBRATION_SHOTS`` that the smallest held-out class
+    allows (``n_shot`` + 1 samples) gets one temperature fitted on the pooled
+    query scores of its episodes.
 
     Returns
     -------
     tuple of (int, float)
-        ``(n_shot, temperature)`` pairs; empty with fewer than 3 classes.
+        ``(n_shot, temperature)`` pairs; empty without splits (fewer than 3
+        classes).
     """
-    n_classes = int(y_idx.max()) + 1
-    n_way = min(MAX_WAY, n_classes - min(k, n_classes - 2))
-    if n_classes < 3:
+    if not splits:
         return ()
-    counts = np.bincount(y_idx, minlength=n_classes)
-    splits = []
-    for _ in range(N_SPLITS):
-        novel = np.sort(rng.permutation(n_classes)[:n_way])
-        rest = ~np.isin(y_idx, novel)
-        members = [np.flatnonzero(y_idx == c) for c in novel]
-        splits.append((make_classifier(X[rest], y_idx[rest]), members))
+    counts = np.bincount(y_idx)
     table = []
     for n_shot in CALIBRATION_SHOTS:
         if n_shot >= counts.min():
