@@ -1,13 +1,15 @@
 """The pooled one-shot radius (``pool_radius_shots``) on held-out features.
 
-``pool_radius_shots=2`` was chosen on the shipped model's features (the same
-episodes it was measured on, docs/calibration.md). This checks it on features
-it was not chosen on: those that ``bench_paper_scale.py`` cached for its
-embedders (SHREC'21-like, 1,500 per class, width 64), 1 and 2 shots, paired
-episodes, against ``pool_radius_shots=0``, the prototype rule and a
-support-only Tukey logistic regression.
+``pool_radius_shots=2`` was chosen on bench_calibration.py's features, on the
+same episodes it was measured on (docs/calibration.md). This checks it on
+features it was not chosen on: those that ``bench_paper_scale.py`` cached for
+its embedders (SHREC'21-like, 100-1,500 per class, width 64) and any other
+``--features`` files, 1 and 2 shots, paired episodes, against
+``pool_radius_shots=0``, ``pool_radius_shots="auto"`` (the base fit chooses),
+the prototype rule and a support-only Tukey logistic regression.
 
 Run: python benchmarks/bench_radius_heldout.py --cache /path/to/paper_scale/cache
+     [--features benchmarks/.cache/calibration/feat_*.npz]
 Writes benchmarks/results/radius_heldout.{json,md}.
 """
 
@@ -33,22 +35,31 @@ from fscc_sklearn.baselines import (  # noqa: E402
 from fscc_sklearn.model_selection import few_shot_clone  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+# the first is the reference of the paired differences (the default until
+# "auto" replaced it)
 VARIANTS = {
-    "default (pool_radius_shots=2)": {},
+    "pool_radius_shots=2": {"pool_radius_shots": 2},
     "pool_radius_shots=0": {"pool_radius_shots": 0},
+    'pool_radius_shots="auto" (default)': {"pool_radius_shots": "auto"},
 }
+AUTO = 'pool_radius_shots="auto" (default)'
 
 
-def run(features: Path, shots: int, episodes: int) -> dict:
-    """Accuracy per episode of every variant on one embedder's features."""
+def fit_bases(features: Path) -> dict:
+    """Base-mode classifier of every variant on one embedder's base features."""
     data = np.load(features)
-    F, y = data["F_novel"], data["y_novel"]
-    fitted = {
+    return {
         name: CalibratedFewShotClassifier(random_state=0, **params).fit(
             data["F_base"], data["y_base"]
         )
         for name, params in VARIANTS.items()
     }
+
+
+def run(features: Path, shots: int, episodes: int, fitted: dict) -> dict:
+    """Accuracy per episode of every variant on one embedder's features."""
+    data = np.load(features)
+    F, y = data["F_novel"], data["y_novel"]
     seeds = np.random.RandomState(1000 + shots).randint(0, 2**31 - 1, episodes)
     acc = {name: [] for name in [*fitted, "prototype", "Tukey LR"]}
     for seed in seeds:
@@ -64,37 +75,9 @@ def run(features: Path, shots: int, episodes: int) -> dict:
     return acc
 
 
-def base_episode_gain(features: Path, shots: int, splits: int = 6, n: int = 25):
-    """``pool_radius_shots=0`` minus the default on pseudo-novel episodes of the
-    *base* classes (4 held out per split, statistics from the other 4): what a
-    model could measure for itself before it sees a novel class."""
-    data = np.load(features)
-    Fb, yb = data["F_base"], data["y_base"]
-    rng = np.random.RandomState(1)
-    diffs = []
-    for _ in range(splits):
-        held = rng.permutation(np.unique(yb))[:4]
-        rest = ~np.isin(yb, held)
-        fitted = {
-            p: CalibratedFewShotClassifier(
-                random_state=0, pool_radius_shots=p, calibrate_proba=None
-            ).fit(Fb[rest], yb[rest])
-            for p in (2, 0)
-        }
-        Fn, yn = Fb[~rest], yb[~rest]
-        for _ in range(n):
-            support, query = sample_episode(
-                yn, 4, shots, 15, random_state=rng.randint(2**31 - 1)
-            )
-            acc = {
-                p: np.mean(
-                    few_shot_clone(b).fit(Fn[support], yn[support]).predict(Fn[query])
-                    == yn[query]
-                )
-                for p, b in fitted.items()
-            }
-            diffs.append(100 * (acc[0] - acc[2]))
-    return [float(v) for v in diffs]
+def _mean_ci(d) -> str:
+    ci = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+    return f"{d.mean():+.1f} ± {ci:.1f}"
 
 
 def markdown(result: dict) -> str:
@@ -102,8 +85,9 @@ def markdown(result: dict) -> str:
         "# The pooled one-shot radius on held-out features\n",
         f"`{result['command']}` ({result['seconds']:.0f} s). 5-way, 15 queries per "
         f"class, {result['episodes']} paired episodes per row; accuracy % and the "
-        "paired difference to the default (points, ± 95% CI).\n",
-        "| features | shots | method | accuracy | minus default |",
+        "paired difference to `pool_radius_shots=2` (the default before "
+        '"auto"; points, ± 95% CI).\n',
+        "| features | shots | method | accuracy | minus pool_radius_shots=2 |",
         "|---|---|---|---|---|",
     ]
     for row in result["rows"]:
@@ -116,66 +100,92 @@ def markdown(result: dict) -> str:
                 f"| {row['features']} | {row['shots']} | {name} | "
                 f"{100 * a.mean():.1f} | {d.mean():+.1f} ± {ci:.1f} |"
             )
-    base_rows = [r for r in result["rows"] if "base_episode_gain" in r]
-    if base_rows:
-        lines += [
-            "",
-            "`--base-episodes`: `pool_radius_shots=0` minus the default on "
-            "pseudo-novel 4-way episodes of the base classes (6 splits x 25), "
-            "beside the same difference on the novel classes (points):",
-            "",
-            "| features | shots | base episodes | novel classes |",
-            "|---|---|---|---|",
-        ]
-        for row in base_rows:
-            b = np.array(row["base_episode_gain"])
-            acc = row["accuracies"]
-            d = 100 * (
-                np.array(acc["pool_radius_shots=0"])
-                - np.array(acc[next(iter(VARIANTS))])
-            )
-            lines.append(
-                f"| {row['features']} | {row['shots']} | {b.mean():+.1f} ± "
-                f"{1.96 * b.std(ddof=1) / np.sqrt(len(b)):.1f} | {d.mean():+.1f} ± "
-                f"{1.96 * d.std(ddof=1) / np.sqrt(len(d)):.1f} |"
-            )
+    lines += [
+        "",
+        '`pool_radius_shots="auto"`: the base fit measures pooling on one-shot '
+        "pseudo-novel episodes of half its classes (`pooling_gain`, pooled minus "
+        "own radius, points; 6 splits x 25 episodes) and few-shot fits pool one- "
+        "and two-shot classes unless it is below -2. Beside it, the same "
+        "difference on the novel classes and what auto gained over "
+        "`pool_radius_shots=2` (points, ± 95% CI):",
+        "",
+        "| features | shots | pooling_gain (base) | auto pools | pooled minus own "
+        "(novel) | auto minus pool_radius_shots=2 (novel) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        acc = {k: 100 * np.array(v) for k, v in row["accuracies"].items()}
+        pooled = acc["pool_radius_shots=2"]
+        gained = _mean_ci(acc[AUTO] - pooled)
+        pooled = _mean_ci(pooled - acc["pool_radius_shots=0"])
+        lines.append(
+            f"| {row['features']} | {row['shots']} | {row['pooling_gain']:+.1f} | "
+            f"{'yes' if row['auto_pools'] else 'no'} | {pooled} | {gained} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _label(spec: dict) -> str:
+    return f"{spec['recipe']} recipe, {spec['n_per_class']}/class, seed {spec['seed']}"
+
+
+def _auto_pools(model, features: Path, shots: int) -> bool:
+    """Whether a few-shot fit with "auto" pools classes of ``shots`` shots."""
+    data = np.load(features)
+    support, _ = sample_episode(data["y_novel"], 5, shots, 1, random_state=0)
+    model.fit(data["F_novel"][support], data["y_novel"][support])
+    return shots <= model.pool_radius_shots_
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument(
+        "--cache", type=Path, help="bench_paper_scale.py's cache (features_*.npz)"
+    )
+    parser.add_argument(
+        "--features",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more .npz files with F_base, y_base, F_novel, y_novel "
+        "(e.g. bench_calibration.py's cache)",
+    )
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 2])
-    parser.add_argument(
-        "--base-episodes",
-        action="store_true",
-        help="also compare the two on pseudo-novel episodes of the base classes",
-    )
     parser.add_argument("--out", type=Path, default=RESULTS / "radius_heldout")
     args = parser.parse_args(argv)
+    sources = [
+        (path.with_suffix(".npz"), _label(json.loads(path.read_text())["spec"]))
+        for path in (sorted(args.cache.glob("features_*.json")) if args.cache else [])
+    ] + [(path, path.stem) for path in args.features]
     start = time.perf_counter()
     rows = []
     with threadpool_limits(1):  # small problems: one BLAS thread is faster
-        for meta_path in sorted(args.cache.glob("features_*.json")):
-            spec = json.loads(meta_path.read_text())["spec"]
-            label = (
-                f"{spec['recipe']} recipe, {spec['n_per_class']}/class, "
-                f"seed {spec['seed']}"
-            )
+        for features, label in sources:
+            fitted = fit_bases(features)
+            gain = fitted[AUTO].base_statistics_.pooling_gain
             for shots in args.shots:
-                acc = run(meta_path.with_suffix(".npz"), shots, args.episodes)
-                row = {"features": label, "shots": shots, "accuracies": acc}
-                if args.base_episodes:
-                    row["base_episode_gain"] = base_episode_gain(
-                        meta_path.with_suffix(".npz"), shots
-                    )
-                rows.append(row)
+                acc = run(features, shots, args.episodes, fitted)
+                model = few_shot_clone(fitted[AUTO])
+                rows.append(
+                    {
+                        "features": label,
+                        "shots": shots,
+                        "accuracies": acc,
+                        "pooling_gain": gain,
+                        "auto_pools": bool(_auto_pools(model, features, shots)),
+                    }
+                )
                 print(f"{label}, {shots} shots done", flush=True)
     result = {
-        "command": "python benchmarks/bench_radius_heldout.py --cache CACHE "
-        f"--episodes {args.episodes} --shots {' '.join(map(str, args.shots))}"
-        + (" --base-episodes" if args.base_episodes else ""),
+        "command": "python benchmarks/bench_radius_heldout.py"
+        + (" --cache CACHE" if args.cache else "")
+        + (
+            " --features " + " ".join(p.name for p in args.features)
+            if args.features
+            else ""
+        )
+        + f" --episodes {args.episodes} --shots {' '.join(map(str, args.shots))}",
         "episodes": args.episodes,
         "seconds": time.perf_counter() - start,
         "environment": machine_info(),

@@ -54,7 +54,8 @@ def test_classifier_puts_one_shot_means_at_one_distance_from_the_base_centre(kap
     base = CalibratedFewShotClassifier().fit(X_base, y_base)
     centre = base.base_statistics_.centre
     y_new = ["w", "x", "y", "z"]
-    pooled = CalibratedFewShotClassifier(base=base, kappa=kappa).fit(X_new, y_new)
+    pooled = CalibratedFewShotClassifier(base=base, kappa=kappa, pool_radius_shots=2)
+    pooled.fit(X_new, y_new)
     own = CalibratedFewShotClassifier(base=base, kappa=kappa, pool_radius_shots=0)
     own.fit(X_new, y_new)
     r_pooled = np.linalg.norm(implied_means(pooled) - centre, axis=1)
@@ -89,7 +90,7 @@ def test_classes_with_more_shots_than_the_limit_keep_their_own_mean(shots):
 def test_support_scatter_is_learnt_from_unpooled_classes_only():
     X_base, y_base, X_new, y_new = two_and_three_shot_support()
     base = CalibratedFewShotClassifier().fit(X_base, y_base)
-    params = dict(base=base, support_scatter=0.25)
+    params = dict(base=base, support_scatter=0.25, pool_radius_shots=2)
     # class "w" (3 shots) alone keeps its radius: its scatter is the one used
     fit = CalibratedFewShotClassifier(**params).fit(X_new, y_new)
     assert fit.support_scatter_ == 0.25
@@ -100,7 +101,7 @@ def test_support_scatter_is_learnt_from_unpooled_classes_only():
     # relative to its own mean, which depends on the covariance only
     np.testing.assert_allclose(fit.coef_[0], other.coef_[0])
     # with every class pooled there is no scatter to learn
-    all_pooled = CalibratedFewShotClassifier(**params, pool_radius_shots=3)
+    all_pooled = CalibratedFewShotClassifier(**{**params, "pool_radius_shots": 3})
     assert all_pooled.fit(X_new, y_new).support_scatter_ == np.inf
 
 
@@ -145,9 +146,8 @@ def test_auto_measures_pooling_on_base_episodes_and_chooses_by_it(nested):
     same.fit(X_new[one_shot], y_new[one_shot])
     np.testing.assert_array_equal(auto.coef_, same.coef_)
     if nested:  # and not pooling is what the novel classes need too
-        pooled = CalibratedFewShotClassifier(base=base).fit(
-            X_new[one_shot], y_new[one_shot]
-        )
+        pooled = CalibratedFewShotClassifier(base=base, pool_radius_shots=2)
+        pooled.fit(X_new[one_shot], y_new[one_shot])
         assert auto.score(X_new, y_new) > pooled.score(X_new, y_new) + 0.2
 
 
@@ -165,14 +165,18 @@ def test_auto_is_reproducible_and_measures_only_when_asked():
     assert fixed.pooling_gain is None
 
 
-def test_auto_without_a_measurement_pools_and_says_so():
+def test_auto_without_a_measurement_pools():
     X_base, y_base, X_new, y_new = nested_or_even_classes(True)
-    base = CalibratedFewShotClassifier(random_state=0).fit(X_base, y_base)
+    base = CalibratedFewShotClassifier(pool_radius_shots=0, random_state=0)
+    base.fit(X_base, y_base)
+    assert base.base_statistics_.pooling_gain is None
     one_shot = np.concatenate([np.flatnonzero(y_new == c)[:1] for c in range(8, 12)])
     auto = CalibratedFewShotClassifier(base=base, pool_radius_shots="auto")
-    with pytest.warns(UserWarning, match="no pooling_gain"):
-        auto.fit(X_new[one_shot], y_new[one_shot])
+    auto.fit(X_new[one_shot], y_new[one_shot])
     assert auto.pool_radius_shots_ == 2
+    pooled = CalibratedFewShotClassifier(base=base, pool_radius_shots=2)
+    pooled.fit(X_new[one_shot], y_new[one_shot])
+    np.testing.assert_array_equal(auto.coef_, pooled.coef_)
     assert not hasattr(base, "pool_radius_shots_")  # few-shot fits only
 
 

@@ -45,6 +45,8 @@ from ._novelty import (
 from ._statistics import TUKEY_LAMBDA, BaseStatistics, tukey_transform
 from ._temperature import base_episode_temperatures, temperature_for_shots
 
+_MAX_SEED = np.iinfo(np.int32).max
+
 
 class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
     """Shared base of the calibrated few-shot classifiers (not for direct use).
@@ -96,7 +98,8 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
             self._check_open_set()
             self._fit_base(Z, y, stats, rng)
             self.temperature_ = 1.0
-            measured = self._measure_on_base_episodes(X, y, rng)
+            seed = 0 if self.random_state is None else rng.randint(_MAX_SEED)
+            measured = self._measure_on_base_episodes(X, y, seed)
             if measured:
                 self.base_statistics_ = replace(stats, **measured)
             self._set_threshold(Z, np.searchsorted(self.classes_, y))
@@ -196,24 +199,23 @@ class CalibratedClassifierBase(LinearClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = np.asarray(coef), np.asarray(intercept)
         self.n_iter_ = np.ones(1, dtype=int) if n_iter is None else n_iter
 
-    def _measure_on_base_episodes(self, X, y, rng):
+    def _measure_on_base_episodes(self, X, y, seed):
         """Fields of the base statistics that pseudo-novel episodes of the base
-        classes measure (:mod:`._base_episodes`): the softmax temperatures of
-        ``calibrate_proba``."""
+        classes (drawn from ``seed``) measure (:mod:`._base_episodes`): the
+        softmax temperatures of ``calibrate_proba``."""
         if self.calibrate_proba is None:
             return {}
-        splits, y_idx, episode_rng = self._pseudo_novel_splits(X, y, rng)
+        splits, y_idx, episode_rng = self._pseudo_novel_splits(X, y, seed)
         return {
             "proba_temperatures": base_episode_temperatures(
                 splits, X, y_idx, episode_rng
             )
         }
 
-    def _pseudo_novel_splits(self, X, y, rng, *, half=False):
+    def _pseudo_novel_splits(self, X, y, seed, *, half=False):
         """``(splits, y_idx, rng)``: :func:`pseudo_novel_splits` of the base
         classes with few-shot copies of this classifier, the class indices, and
-        the RandomState their episodes go on drawing from."""
-        seed = 0 if self.random_state is None else rng.randint(np.iinfo(np.int32).max)
+        the RandomState (from ``seed``) their episodes go on drawing from."""
         episode_rng = np.random.RandomState(seed)
         _, y_idx = np.unique(y, return_inverse=True)
 

@@ -308,7 +308,7 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         pre-trained features vary most along directions that do not separate
         the new classes (docs/calibration.md). Only classes that keep their own
         radius (``pool_radius_shots``) contribute their scatter.
-    pool_radius_shots : int >= 0 or "auto", default=2
+    pool_radius_shots : int >= 0 or "auto", default="auto"
         The mean of a class with at most this many support examples keeps its
         direction from the base classes' centre but takes the mean distance of
         the episode's class means (:func:`pool_radii`; a noisy example gives
@@ -316,9 +316,10 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         class's own distance. "auto": the base-mode fit measures pooling on
         one-shot pseudo-novel episodes of the base classes
         (``BaseStatistics.pooling_gain``), and few-shot fits pool one- and
-        two-shot classes unless that measurement lost more than 2 points to
-        pooling (base statistics without the measurement pool, with a
-        warning). Pooling helps weaker features and can hurt strong ones
+        two-shot classes (as 2 does) unless pooling lost more than 2 points
+        there (then as 0); base statistics without the measurement (fitted
+        with an integer here, by an earlier version, or built directly) pool.
+        Pooling helps weaker features and can hurt strong ones
         (docs/calibration.md).
     tukey_lambda : float, default=0.5
         Power of the Tukey transform (0 means log).
@@ -419,7 +420,7 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         kappa="auto",
         shrinkage=1.0,
         support_scatter="auto",
-        pool_radius_shots=2,
+        pool_radius_shots="auto",
         tukey_lambda=0.5,
         calibrate_proba="base_episodes",
         reject=None,
@@ -455,15 +456,15 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         if self.reject == "auto":
             self._class_spread = (stats.shrunk_covariances(), 1 + 1 / stats.counts)
 
-    def _measure_on_base_episodes(self, X, y, rng):
+    def _measure_on_base_episodes(self, X, y, seed):
         """With ``pool_radius_shots="auto"``, also the ``pooling_gain`` of the
         base classes; the temperatures are then fitted with the pooling it
         chooses."""
         if self.pool_radius_shots != "auto":
-            return super()._measure_on_base_episodes(X, y, rng)
+            return super()._measure_on_base_episodes(X, y, seed)
         # half the classes held out, as where this was compared with the
         # novel classes (benchmarks/bench_radius_heldout.py)
-        splits, y_idx, episode_rng = self._pseudo_novel_splits(X, y, rng, half=True)
+        splits, y_idx, episode_rng = self._pseudo_novel_splits(X, y, seed, half=True)
         gains = paired_gain(
             splits, X, y_idx, episode_rng,
             {"pool_radius_shots": AUTO_POOLED_SHOTS}, {"pool_radius_shots": 0},
@@ -471,7 +472,7 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         )  # fmt: skip
         gain = None if gains is None else float(gains.mean())
         chosen = clone(self).set_params(pool_radius_shots=_pooled_shots(gain))
-        return {**chosen._measure_on_base_episodes(X, y, rng), "pooling_gain": gain}
+        return {**chosen._measure_on_base_episodes(X, y, seed), "pooling_gain": gain}
 
     @property
     def pool_radius_shots_(self):
@@ -479,16 +480,6 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         return _pooled_shots(self.base_statistics_.pooling_gain, self.pool_radius_shots)
 
     def _fit_few_shot(self, Z, y, y_idx, stats, rng):
-        if self.pool_radius_shots == "auto" and stats.pooling_gain is None:
-            warnings.warn(
-                "pool_radius_shots='auto' found no pooling_gain in the base "
-                "statistics (fitted with another pool_radius_shots, by an "
-                f"earlier version, or built directly), so classes of up to "
-                f"{AUTO_POOLED_SHOTS} shots pool their radius; refit the base "
-                "classifier with pool_radius_shots='auto' to measure it.",
-                UserWarning,
-                stacklevel=4,
-            )
         n_classes = len(self.classes_)
         means, cov = bayes_gaussian_parameters(
             Z, y_idx, n_classes, stats, k=self.k,

@@ -46,7 +46,8 @@ TENSOR_DTYPES = (
     *("U8", "U16", "U32", "U64", "BOOL"),
 )
 
-# integer parameters, whichever class has them: (low, high, None allowed)
+# integer parameters, whichever class has them: (low, high, None allowed);
+# those of _AUTO_INT may also be "auto"
 _INT_PARAMS = {
     "batch_size": (1, 2**20, False),
     "max_epochs": (0, 10**6, False),
@@ -62,6 +63,7 @@ _INT_PARAMS = {
     "module__volume_size": (1, MAX_BOX, False),
     "module__n_classes": (1, MAX_CLASSES, False),
 }
+_AUTO_INT = ("pool_radius_shots",)
 # real parameters whose extremes give inf or NaN (negative Tukey powers of the
 # zeros of ReLU features, powers above 10 of features ~1e3): (low, high)
 _REAL_PARAMS = {"tukey_lambda": (0.0, 10.0)}
@@ -382,6 +384,8 @@ def _check_entry(entry: dict, where: str) -> None:
 def _check_param(key: str, value, field: str, constrained: bool) -> None:
     if _is_number(value) and not math.isfinite(value):
         raise ModelFileError(field, f"= {_show(value)} is not a finite number.")
+    if key in _AUTO_INT and value == "auto":
+        return
     if key in _INT_PARAMS:
         low, high, none = _INT_PARAMS[key]
         if not constrained:
