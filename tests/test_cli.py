@@ -198,6 +198,11 @@ def test_pretrain_prints_epoch_lines_and_no_bars_when_not_a_tty(work, tmp_path, 
     assert "epoch 1/1, loss" in err and "CE" in err and "SupCon" in err
     assert "\r" not in err  # no progress bars: stderr is not a terminal
     assert "saved" in out
+    # what the base fit chose for one-shot classes, with the number it measured
+    from fscc_sklearn import load_model
+
+    gain = load_model(tmp_path / "m.safetensors")[-1].base_statistics_.pooling_gain
+    assert f"pooling gained {gain:+.1f} points" in err
     for name in ("training.png", "embedding.png", "examples.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

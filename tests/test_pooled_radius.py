@@ -136,6 +136,7 @@ def test_auto_measures_pooling_on_base_episodes_and_chooses_by_it(nested):
     base = CalibratedFewShotClassifier(pool_radius_shots="auto", random_state=0)
     gain = base.fit(X_base, y_base).base_statistics_.pooling_gain
     assert (gain < -2) if nested else (gain > -2)
+    assert base.pool_radius_shots_ == (0 if nested else 2)  # what few-shot fits use
     one_shot = np.concatenate([np.flatnonzero(y_new == c)[:1] for c in range(8, 12)])
     auto = CalibratedFewShotClassifier(base=base, pool_radius_shots="auto")
     auto.fit(X_new[one_shot], y_new[one_shot])
@@ -177,7 +178,7 @@ def test_auto_without_a_measurement_pools():
     pooled = CalibratedFewShotClassifier(base=base, pool_radius_shots=2)
     pooled.fit(X_new[one_shot], y_new[one_shot])
     np.testing.assert_array_equal(auto.coef_, pooled.coef_)
-    assert not hasattr(base, "pool_radius_shots_")  # few-shot fits only
+    assert base.pool_radius_shots_ == 0  # its own setting
 
 
 def test_model_file_keeps_the_pooling_gain_and_refuses_a_damaged_one(tmp_path):

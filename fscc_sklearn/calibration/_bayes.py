@@ -371,7 +371,8 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
         Divisor of the scores in ``predict_proba``: from the base statistics
         for a few-shot fit with ``calibrate_proba``, else 1.
     pool_radius_shots_ : int
-        Few-shot fit only: the ``pool_radius_shots`` used ("auto" resolved).
+        The ``pool_radius_shots`` a few-shot fit used, "auto" resolved (for
+        a base-mode fit: what few-shot fits from it with "auto" use).
     support_scatter_ : float
         Few-shot fit only: prior strength ``nu / n_features`` used
         (``np.inf``: the support's scatter was not used).
@@ -476,7 +477,7 @@ class CalibratedFewShotClassifier(CalibratedClassifierBase, metaclass=_AcceptsMe
 
     @property
     def pool_radius_shots_(self):
-        check_is_fitted(self, "support_scatter_")
+        check_is_fitted(self)
         return _pooled_shots(self.base_statistics_.pooling_gain, self.pool_radius_shots)
 
     def _fit_few_shot(self, Z, y, y_idx, stats, rng):

@@ -216,8 +216,22 @@ def cmd_pretrain(args):
         f"{hist[-1, 'train_loss']:.4f}, accuracy {hist[-1, 'train_acc']:.3f} "
         f"(chance {1 / len(classes):.3f}), {seconds:.0f} s, seed {args.seed}",
     )
+    _note(args, _pooling_summary(pipe.named_steps["clf"]))
     if args.plot_dir is not None:
         _pretrain_plots(args, pipe, data)
+
+
+def _pooling_summary(clf) -> str:
+    """What the base fit chose for one- and two-shot classes."""
+    gain = clf.base_statistics_.pooling_gain
+    if gain is None:  # an integer pool_radius_shots: nothing was measured
+        return f"pool_radius_shots={clf.pool_radius_shots_} (not measured)"
+    keep = clf.pool_radius_shots_ == 0
+    return (
+        f"one- and two-shot classes will {'keep their own' if keep else 'pool their'} "
+        f"radius: pooling gained {gain:+.1f} points on one-shot episodes of the base "
+        "classes (docs/calibration.md, step 4)"
+    )
 
 
 def _pretrain_plots(args, pipe, data):
