@@ -25,7 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_result  # noqa: E402
 
 from fscc_sklearn import CalibratedFewShotClassifier, sample_episode  # noqa: E402
 from fscc_sklearn.baselines import (  # noqa: E402
@@ -45,9 +45,8 @@ VARIANTS = {
 AUTO = 'pool_radius_shots="auto" (default)'
 
 
-def fit_bases(features: Path) -> dict:
+def fit_bases(data) -> dict:
     """Base-mode classifier of every variant on one embedder's base features."""
-    data = np.load(features)
     return {
         name: CalibratedFewShotClassifier(random_state=0, **params).fit(
             data["F_base"], data["y_base"]
@@ -56,9 +55,8 @@ def fit_bases(features: Path) -> dict:
     }
 
 
-def run(features: Path, shots: int, episodes: int, fitted: dict) -> dict:
+def run(data, shots: int, episodes: int, fitted: dict) -> dict:
     """Accuracy per episode of every variant on one embedder's features."""
-    data = np.load(features)
     F, y = data["F_novel"], data["y_novel"]
     seeds = np.random.RandomState(1000 + shots).randint(0, 2**31 - 1, episodes)
     acc = {name: [] for name in [*fitted, "prototype", "Tukey LR"]}
@@ -129,14 +127,6 @@ def _label(spec: dict) -> str:
     return f"{spec['recipe']} recipe, {spec['n_per_class']}/class, seed {spec['seed']}"
 
 
-def _auto_pools(model, features: Path, shots: int) -> bool:
-    """Whether a few-shot fit with "auto" pools classes of ``shots`` shots."""
-    data = np.load(features)
-    support, _ = sample_episode(data["y_novel"], 5, shots, 1, random_state=0)
-    model.fit(data["F_novel"][support], data["y_novel"][support])
-    return shots <= model.pool_radius_shots_
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -162,18 +152,17 @@ def main(argv=None) -> int:
     rows = []
     with threadpool_limits(1):  # small problems: one BLAS thread is faster
         for features, label in sources:
-            fitted = fit_bases(features)
-            gain = fitted[AUTO].base_statistics_.pooling_gain
+            data = dict(np.load(features))
+            fitted = fit_bases(data)
+            auto = fitted[AUTO]
             for shots in args.shots:
-                acc = run(features, shots, args.episodes, fitted)
-                model = few_shot_clone(fitted[AUTO])
                 rows.append(
                     {
                         "features": label,
                         "shots": shots,
-                        "accuracies": acc,
-                        "pooling_gain": gain,
-                        "auto_pools": bool(_auto_pools(model, features, shots)),
+                        "accuracies": run(data, shots, args.episodes, fitted),
+                        "pooling_gain": auto.base_statistics_.pooling_gain,
+                        "auto_pools": shots <= auto.pool_radius_shots_,
                     }
                 )
                 print(f"{label}, {shots} shots done", flush=True)
@@ -191,10 +180,7 @@ def main(argv=None) -> int:
         "environment": machine_info(),
         "rows": rows,
     }
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    args.out.with_suffix(".md").write_text(text)
-    print(text)
+    write_result(str(args.out), result, markdown(result))
     return 0
 
 
