@@ -6,6 +6,15 @@ import numpy as np
 
 NAMES = {"shrec19": "SHREC'19-like", "shrec21": "SHREC'21-like"}
 PAPER_SNR = {"shrec19": 0.02, "shrec21": 0.05}
+# Gao et al. 2022, Table 2: (5w5s, 5w1s) accuracy in %
+PAPER_TABLE2 = {
+    ("shrec19", "Baseline"): (73.14, 65.12),
+    ("shrec19", "Baseline++"): (75.32, 66.65),
+    ("shrec19", "FSCC"): (77.03, 70.56),
+    ("shrec21", "Baseline"): (71.36, 59.15),
+    ("shrec21", "Baseline++"): (73.64, 65.19),
+    ("shrec21", "FSCC"): (76.07, 68.24),
+}
 LAM0 = 0.05
 
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from _paper_report import NAMES, PAPER_TABLE2
 
-PAPER_SHREC21 = {  # Gao et al. 2022, Table 2, SHREC'21: (5w5s, 5w1s) in %
-    "Baseline": (71.36, 59.15),
-    "Baseline++": (73.64, 65.19),
-    "FSCC": (76.07, 68.24),
-}
 PIPELINES = {  # name: (pre-training recipe, classifier)
     "paper pipeline": ("paper", "FSCC (paper recipe)"),
     "library default pipeline": ("default", "FSCC (library default)"),
@@ -51,6 +47,17 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
+def _dataset(report):
+    """Dataset key; runs from before the option existed were SHREC'21-like."""
+    return report["config"].get("dataset", "shrec21")
+
+
+def _paper_numbers(report):
+    """The paper's Table 2 rows for this report's dataset: {method: (5w5s, 5w1s)}."""
+    d = _dataset(report)
+    return {m: v for (ds, m), v in PAPER_TABLE2.items() if ds == d}
+
+
 def _scales(report):
     return sorted({r["job"]["n_per_class"] for r in report["runs"]})
 
@@ -65,14 +72,16 @@ def _header(report):
         else "PARTIAL (the run continues; rows appear as stages finish)"
     )
     title = "# The paper's Table 2 at the paper's scale"
+    classes = report.get("classes", {"base": 8, "novel": 5})
+    split = f"{classes['base']} base, {classes['novel']} novel classes"
     return (
-        f"{title} (SHREC'21-like, SNR {cfg['snr']})\n\n"
+        f"{title} ({NAMES[_dataset(report)]}, SNR {cfg['snr']})\n\n"
         f"Status: {state}. {env.get('date_utc', '')} · {env.get('cpu', '')} · "
         f"{env.get('cpu_count', '?')} CPUs · torch threads {cfg['threads']} · "
         f"load average at start {load:.1f}, at last save {end:.1f} "
         "(shared machine).\n\n"
-        "Data: simulated SHREC'21-like subtomograms, "
-        f"{cfg['box']}^3, the paper's split (8 base, 5 novel classes), "
+        f"Data: simulated {NAMES[_dataset(report)]} subtomograms, "
+        f"{cfg['box']}^3, the paper's split ({split}), "
         f"up to {max(cfg['scales'])} per base class; smaller base sets are the "
         "first n per class of the same data, and every embedder is evaluated on "
         "the same novel subtomograms and the same episodes (5-way, 15 queries per "
@@ -113,10 +122,12 @@ def _table2(report, top):
             + _table(["method", "5w5s", "5w1s"], rows)
         )
     rows = [
-        [f"paper: {m}", f"{a:.2f}", f"{b:.2f}"] for m, (a, b) in PAPER_SHREC21.items()
+        [f"paper: {m}", f"{a:.2f}", f"{b:.2f}"]
+        for m, (a, b) in _paper_numbers(report).items()
     ]
+    name = NAMES[_dataset(report)].removesuffix("-like")
     out.append(
-        "\nThe paper's SHREC'21 numbers (Table 2; its Baselines had 10K labelled):\n\n"
+        f"\nThe paper's {name} numbers (Table 2; its Baselines had 10K labelled):\n\n"
         + _table(["method", "5w5s", "5w1s"], rows)
     )
     return "\n".join(out)
@@ -272,7 +283,7 @@ def save_plot(report: dict, path) -> None:
                 n, m, h = map(np.asarray, zip(*pts, strict=True))
                 ax.errorbar(n, m, yerr=h, marker="o", capsize=3, label=label)
         ax.axhline(
-            PAPER_SHREC21["FSCC"][0 if k == 5 else 1],
+            _paper_numbers(report)["FSCC"][0 if k == 5 else 1],
             color="k",
             ls="--",
             lw=1,
@@ -280,7 +291,7 @@ def save_plot(report: dict, path) -> None:
         )
         ax.set_xscale("log")
         ax.set_xlabel("base subtomograms per class")
-        ax.set_title(f"SHREC'21-like, 5-way {k}-shot")
+        ax.set_title(f"{NAMES[_dataset(report)]}, 5-way {k}-shot")
     axes[0].set_ylabel("novel-class accuracy (%)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()

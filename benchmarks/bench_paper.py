@@ -31,24 +31,20 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _machine import machine_info  # noqa: E402
-from _paper_report import render_markdown, save_plot  # noqa: E402
+from _paper_report import (  # noqa: E402
+    PAPER_SNR,
+    PAPER_TABLE2,
+    render_markdown,
+    save_plot,
+)
 
-# Paper numbers (Gao et al. 2022, Tables 2 and 4), accuracy in %.
-PAPER_TABLE2 = {
-    ("shrec19", "Baseline"): (73.14, 65.12),
-    ("shrec19", "Baseline++"): (75.32, 66.65),
-    ("shrec19", "FSCC"): (77.03, 70.56),
-    ("shrec21", "Baseline"): (71.36, 59.15),
-    ("shrec21", "Baseline++"): (73.64, 65.19),
-    ("shrec21", "FSCC"): (76.07, 68.24),
-}
+# Paper numbers (Gao et al. 2022, Table 4), accuracy in %.
 PAPER_ABLATION = {  # (calibration, contrastive): (5w5s, 5w1s)
     (False, False): (73.14, 65.12),
     (True, False): (75.97, 70.77),
     (False, True): (74.32, 68.44),
     (True, True): (77.12, 70.59),
 }
-PAPER_SNR = {"shrec19": 0.02, "shrec21": 0.05}
 
 # Methods: name -> (factory key, support): "k" = the K-shot support set,
 # "10k" = the paper's Baseline protocol (10 x K labelled samples per class).

@@ -1,6 +1,7 @@
 """The paper's Table 2 at the paper's scale, and the learning curve up to it.
 
-SHREC'21-like data (the paper's split, SNR 0.05, 32^3): 1,500 simulated
+SHREC'21-like data (the paper's split, SNR 0.05, 32^3; ``--dataset shrec19``
+for SHREC'19-like at SNR 0.02): 1,500 simulated
 subtomograms per base class, as many as the paper's base classes hold. Conv-6
 at width 64 is pre-trained with the paper's settings
 (``pretraining_recipe("paper")``) and with the library's default recipe on the
@@ -34,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _machine import machine_info  # noqa: E402
+from _paper_report import PAPER_SNR  # noqa: E402
 from _paper_scale_report import render_markdown, save_plot  # noqa: E402
 from bench_paper import ALL_METHODS, _key, fit_base_fscc, make_classifier  # noqa: E402
 
@@ -49,6 +51,7 @@ CHUNK = 50
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=sorted(PAPER_SNR), default="shrec21")
     p.add_argument("--cache", type=Path, default=HERE / ".cache" / "paper_scale")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--scales", type=int, nargs="+", default=[100, 300, 700, 1500])
@@ -56,12 +59,22 @@ def parse_args(argv=None):
     p.add_argument("--recipes", nargs="+", default=["paper", "default"])
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--box", type=int, default=32)
-    p.add_argument("--snr", type=float, default=0.05)
+    p.add_argument("--snr", type=float, help="default: the paper's, per dataset")
     p.add_argument("--episodes", type=int, default=300)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--stem", default="paper_scale")
+    p.add_argument("--stem", help="default: paper_scale, paper_scale_shrec19")
     p.add_argument("--report-only", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.snr is None:
+        args.snr = PAPER_SNR[args.dataset]
+    if args.stem is None:
+        args.stem = "paper_scale" + ("" if args.dataset == "shrec21" else "_shrec19")
+    return args
+
+
+def dataset_tag(args):
+    """Cache-key entries naming the dataset (none for SHREC'21, the first one run)."""
+    return {} if args.dataset == "shrec21" else {"dataset": args.dataset}
 
 
 def jobs(args):
@@ -83,12 +96,13 @@ def load_data(args, log):
     files: pre-training at batch 128 and width 64 needs ~8 GB of its own, so
     the 2.5 GB of data should not also stay resident.
     """
-    from fscc_sklearn.datasets import load_shrec21_like
+    from fscc_sklearn import datasets
 
-    folder = args.cache / f"arrays_{_key([max(args.scales), args.snr, args.box])}"
+    spec = [max(args.scales), args.snr, args.box, *dataset_tag(args).values()]
+    folder = args.cache / f"arrays_{_key(spec)}"
     if not (folder / "y_novel.npy").exists():
         t0 = time.perf_counter()
-        ds = load_shrec21_like(
+        ds = getattr(datasets, f"load_{args.dataset}_like")(
             n_per_class=max(args.scales),
             snr=args.snr,
             box=args.box,
@@ -123,7 +137,14 @@ def pretrain(job, ds, args, log):
 
     from fscc_sklearn import AtomicCheckpoint, Conv6Embedder, pretraining_recipe
 
-    spec = {**job, "width": args.width, "box": args.box, "snr": args.snr, "v": 1}
+    spec = {
+        **job,
+        **dataset_tag(args),
+        "width": args.width,
+        "box": args.box,
+        "snr": args.snr,
+        "v": 1,
+    }
     key = _key(spec)
     path = args.cache / f"features_{key}.npz"
     meta_path = path.with_suffix(".json")
@@ -282,6 +303,10 @@ def main(argv=None):
         "complete": False,
     }
     ds = load_data(args, log)
+    report["classes"] = {
+        "base": len(np.unique(ds["y_base"])),
+        "novel": len(np.unique(ds["y_novel"])),
+    }
     todo = jobs(args)
     rates = []
     for i, job in enumerate(todo):
