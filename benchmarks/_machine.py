@@ -150,10 +150,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_result(prefix: str, result: dict, markdown: str) -> None:
+def write_result(
+    prefix: str | os.PathLike, result: dict, markdown: str, *, echo: bool = True
+) -> None:
     """``prefix.json`` (the result) and ``prefix.md`` (its report), and print
-    the report."""
-    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-    Path(prefix + ".json").write_text(json.dumps(result, indent=2, default=str))
-    Path(prefix + ".md").write_text(markdown)
-    print(markdown)
+    the report unless ``echo`` is false.
+
+    Each file is replaced in one step, so a long run saving as it goes never
+    leaves half a file behind when it is stopped.
+    """
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    text = {".json": json.dumps(result, indent=1, default=str) + "\n", ".md": markdown}
+    for suffix, content in text.items():
+        path = prefix.with_name(prefix.name + suffix)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(content)
+        os.replace(tmp, path)
+    if echo:
+        print(markdown)

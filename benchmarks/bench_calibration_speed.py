@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from _machine import write_result  # noqa: E402
 from bench_calibration import (  # noqa: E402
     CACHE,
     RESULTS,
@@ -265,13 +266,11 @@ def main(argv=None):
     print(json.dumps(out["d512"]["mean_accuracy"], indent=1), flush=True)
     out["scaling"] = scaling(args.quick)
     out["loadavg_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
     name = "calibration_speed_quick" if args.quick else "calibration_speed"
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
-    write_md(out, RESULTS / f"{name}.md")
+    write_result(RESULTS / name, out, markdown(out))
 
 
-def write_md(out, path):
+def markdown(out) -> str:
     m = out["machine"]
     r = out["d512"]
     med = r["median_seconds"]
@@ -352,8 +351,7 @@ def write_md(out, path):
         lines.append(f"| {what} | {value} | {t['paper']:.3f} | {t['bayes']:.4f} |")
     lines.append("")
     lines.append("Defaults elsewhere: d=512, n=750 per class, k=2.")
-    path.write_text("\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

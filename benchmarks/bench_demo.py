@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import load_at_start, machine_info  # noqa: E402
+from _machine import load_at_start, machine_info, write_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -141,9 +141,12 @@ def main(argv=None) -> None:
     info = machine_info(packages=("torch",))
     r = run_demo(extra)
     res = {"machine": info, "command": "fscc demo " + " ".join(extra), **r}
-    RESULTS.mkdir(exist_ok=True)
     stem = "demo_profile" + (f"_{args.tag}" if args.tag else "")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2))
+    write_result(RESULTS / stem, res, markdown(res))
+
+
+def markdown(res: dict) -> str:
+    info, r = res["machine"], res
     lines = [
         f"# Where `{res['command'].strip()}` spends its time",
         "",
@@ -163,8 +166,7 @@ def main(argv=None) -> None:
             f"{cpu / r['cpu_s']:.0%} |"
         )
     lines += ["", "Printed:", ""] + [f"    {line}" for line in r["printed"]] + [""]
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

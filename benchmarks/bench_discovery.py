@@ -33,7 +33,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
 
 import _discovery_data as data  # noqa: E402
 import numpy as np  # noqa: E402
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_result  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
@@ -220,10 +220,7 @@ def main(argv=None):
         "rows": rows,
         "summary": summarise(rows),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "discovery.json").write_text(json.dumps(record, indent=1) + "\n")
-    (RESULTS / "discovery.md").write_text(report(record))
-    print(report(record))
+    write_result(RESULTS / "discovery", record, report(record))
 
 
 if __name__ == "__main__":

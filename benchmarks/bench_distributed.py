@@ -15,7 +15,6 @@ Run: nice -n 10 python benchmarks/bench_distributed.py [--quick]
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import torch
-from _machine import machine_info
+from _machine import machine_info, write_result
 from distributed import Client, LocalCluster
 from sklearn.base import BaseEstimator
 
@@ -192,11 +191,8 @@ def main():
             local_nowork_seconds=t_local_nowork,
         ),
     )
-    RESULTS.mkdir(exist_ok=True)
     name = "distributed_quick" if args.quick else "distributed"
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(results))
-    print(f"wrote {RESULTS / name}.json and .md")
+    write_result(RESULTS / name, results, markdown(results))
 
 
 def markdown(r) -> str:

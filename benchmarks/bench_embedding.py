@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import load_at_start, machine_info
+from _machine import load_at_start, machine_info, write_result
 
 import fscc_sklearn.embedding._embedder as embedder_mod
 import fscc_sklearn.embedding._runtime as runtime
@@ -468,7 +468,7 @@ def episodes(threads, n_episodes) -> dict:
     return {"n_episodes": n_episodes, "by_n_jobs": out, "identical": same}
 
 
-def write_markdown(res: dict, path: Path) -> None:
+def markdown(res: dict) -> str:
     m, lv = res["machine"], res["levers"]
     ceiling = res["matmul"]["gflops"]
     lines = [
@@ -562,7 +562,7 @@ def write_markdown(res: dict, path: Path) -> None:
             f"{ep['identical']}.",
         ]
     lines.append("")
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
@@ -622,11 +622,8 @@ def main(argv=None) -> None:
     res["episodes"] = episodes(args.threads, 10 if args.quick else 40)
     res["ru_maxrss_mb_main"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["load_average_at_end"] = list(os.getloadavg())
-    RESULTS.mkdir(exist_ok=True)
     stem = "embedding" + (f"_{args.tag}" if args.tag else "")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str))
-    write_markdown(res, RESULTS / f"{stem}.md")
-    print(f"wrote {RESULTS / stem}.json and .md")
+    write_result(RESULTS / stem, res, markdown(res))
 
 
 if __name__ == "__main__":

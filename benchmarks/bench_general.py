@@ -32,7 +32,7 @@ from pathlib import Path
 import bench_calibration as bc
 import numpy as np
 import train_general as tg
-from _machine import machine_line
+from _machine import machine_line, write_result
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = tg.CACHE / "eval"
@@ -245,17 +245,14 @@ def main(argv=None):
             for k, v in training.items()
         },
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "general.json").write_text(json.dumps(record, indent=1))
     write_outputs(record)
 
 
 def write_outputs(record):
     training = json.loads((RESULTS / "general_training.json").read_text())
-    (RESULTS / "general.md").write_text(report(record))
+    write_result(RESULTS / "general", record, report(record))
     tg.SHIPPED.with_name("MODEL_CARD.md").write_text(model_card(record, training))
     plot(record, RESULTS / "general.png")
-    print(report(record))
 
 
 def _cell(record, snr, shots, model, classifier="default") -> str:

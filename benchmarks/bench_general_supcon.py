@@ -36,7 +36,7 @@ from pathlib import Path
 import bench_calibration as bc
 import numpy as np
 import train_general as tg
-from _machine import machine_line
+from _machine import machine_line, write_result
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = tg.CACHE / "supcon"
@@ -156,7 +156,6 @@ def main(argv=None):
         machine=machine_line(),
         variants={},
     )
-    out_json = RESULTS / "general_supcon.json"
     names = [REFERENCE] + [n for n in (args.only or VARIANTS) if n != REFERENCE]
     acc = {}
     for name in names:
@@ -180,8 +179,7 @@ def main(argv=None):
         record["variants"][name] = dict(info=feats["info"], cells=cells)
         record["seconds"] = round(time.time() - t0)
         record["loadavg"] = os.getloadavg()[0]
-        out_json.write_text(json.dumps(record, indent=1))
-        (RESULTS / "general_supcon.md").write_text(report(record))
+        write_result(RESULTS / "general_supcon", record, report(record), echo=False)
         print(f"{name}: done", flush=True)
 
 

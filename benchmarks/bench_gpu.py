@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_result  # noqa: E402
 
 from fscc_sklearn import Conv6Embedder  # noqa: E402
 
@@ -103,10 +103,7 @@ def main(argv=None) -> int:
         }
         torch.cuda.reset_peak_memory_stats()
         print(name, json.dumps(res["runs"][name]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
-    args.out.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
+    write_result(args.out, res, markdown(res))
     return 0
 
 

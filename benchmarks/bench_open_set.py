@@ -37,12 +37,11 @@ Writes benchmarks/results/open_set.{json,md,png} (suffix _snr<snr> for other SNR
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-from _machine import machine_info
+from _machine import machine_info, write_result
 
 RESULTS = Path(__file__).parent / "results"
 KNOWN = ("1u6g", "3cf3", "3gl1", "3qm1", "4v94")
@@ -405,13 +404,9 @@ def main():
         "summary": summarise(rows),
         "wall_seconds": time.perf_counter() - t0,
     }
-    RESULTS.mkdir(exist_ok=True)
     stem = "open_set" if args.snr == 0.05 else f"open_set_snr{args.snr}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    md = markdown(result)
-    (RESULTS / f"{stem}.md").write_text(md)
+    write_result(RESULTS / stem, result, markdown(result))
     plot(result, RESULTS / f"{stem}.png")
-    print(md)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_result  # noqa: E402
 from _paper_report import (  # noqa: E402
     PAPER_SNR,
     PAPER_TABLE2,
@@ -448,18 +448,14 @@ def _save(report, args, stem, t_start, log, final):
     report["wall_seconds"] = time.perf_counter() - t_start
     report["environment"]["loadavg_end"] = list(os.getloadavg())
     report["complete"] = final
-    json_path = args.out / f"{stem}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, json_path)
-    (args.out / f"{stem}.md").write_text(render_markdown(report))
+    write_result(args.out / stem, report, render_markdown(report), echo=False)
     if final and not args.no_plot:
         try:
             save_plot(report, args.out / f"{stem}.png")
         except ImportError:
             log("matplotlib not installed: no plot")
     if final:
-        log(f"wrote {json_path} and {stem}.md")
+        log(f"wrote {args.out / stem}.json and .md")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ list does not finish. Writes ``benchmarks/results/paper_lr.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_paper as bp  # noqa: E402
+from _machine import write_result  # noqa: E402
 
 METHODS = ["Prototype", "Baseline", "Tukey LR"]
 
@@ -65,9 +65,7 @@ def main(argv=None):
         report["runs"].append({"job": job, "embedder": meta, "results": results})
     report["wall_seconds"] = time.perf_counter() - t0
     report["environment"]["loadavg_end"] = list(os.getloadavg())
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "paper_lr.json").write_text(json.dumps(report, indent=1))
-    (args.out / "paper_lr.md").write_text(render(report))
+    write_result(args.out / "paper_lr", report, render(report), echo=False)
     log("wrote paper_lr.json and paper_lr.md")
 
 

@@ -34,7 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_result  # noqa: E402
 from _paper_report import PAPER_SNR  # noqa: E402
 from _paper_scale_report import render_markdown, save_plot  # noqa: E402
 from bench_paper import ALL_METHODS, _key, fit_base_fscc, make_classifier  # noqa: E402
@@ -273,9 +273,8 @@ def estimate_left(todo, rates, n_classes):
 def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / f"{args.stem}.json"
     if args.report_only:
-        report = json.loads(json_path.read_text())
+        report = json.loads((args.out / f"{args.stem}.json").read_text())
         (args.out / f"{args.stem}.md").write_text(render_markdown(report))
         save_plot(report, args.out / f"{args.stem}.png")
         return report
@@ -322,10 +321,7 @@ def main(argv=None):
         report["complete"] = i == len(todo) - 1
         report["wall_seconds_this_process"] = time.perf_counter() - t_start
         report["loadavg_end"] = list(os.getloadavg())
-        tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=1, default=str))
-        os.replace(tmp, json_path)
-        (args.out / f"{args.stem}.md").write_text(render_markdown(report))
+        write_result(args.out / args.stem, report, render_markdown(report), echo=False)
         save_plot(report, args.out / f"{args.stem}.png")
     log("done")
     return report

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import load_at_start, machine_info  # noqa: E402
+from _machine import load_at_start, machine_info, write_result  # noqa: E402
 from bench_embedding import conv6_gflop, matmul_ceiling  # noqa: E402
 
 from fscc_sklearn import Conv6Embedder  # noqa: E402
@@ -192,9 +192,7 @@ def main(argv=None) -> None:
                 f"acc {e['train_acc']:.3f} {e['seconds']:.1f} s"
             )
     res["load_average_at_end"] = list(os.getloadavg())
-    RESULTS.mkdir(exist_ok=True)
     stem = "pretraining" + (f"_{args.tag}" if args.tag else "")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str))
     m = res["machine"]
     lines = [
         "# Pre-training benchmark (`Conv6Embedder.fit`)",
@@ -242,7 +240,7 @@ def main(argv=None) -> None:
                 f"{e['train_acc']:.3f} | {e['seconds']:.1f} |"
             )
     lines.append("")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
+    write_result(RESULTS / stem, res, "\n".join(lines), echo=False)
     print(f"wrote {RESULTS / stem}.json and .md")
 
 
@@ -369,9 +367,7 @@ def profile(threads: int, tag: str, n_per_class: int = 32, steps: int = 6) -> No
             for e in top
         ],
     }
-    RESULTS.mkdir(exist_ok=True)
     stem = "pretraining_profile" + (f"_{tag}" if tag else "")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str))
     m = res["machine"]
     lines = [
         "# Where a pre-training step spends its time (torch.profiler, CPU)",
@@ -411,8 +407,7 @@ def profile(threads: int, tag: str, n_per_class: int = 32, steps: int = 6) -> No
         f"| `{t['op']}` | {t['calls']} | {t['self_s']:.2f} |" for t in res["top_ops"]
     ]
     lines.append("")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_result(RESULTS / stem, res, "\n".join(lines))
 
 
 if __name__ == "__main__":

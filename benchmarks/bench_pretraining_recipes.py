@@ -28,6 +28,7 @@ import numpy as np
 import scipy.stats
 import sklearn
 import torch
+from _machine import write_result
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -257,8 +258,6 @@ def write(results, cfg, args):
         "summary": summary,
         "results": results,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(doc, indent=1, default=str))
     cols = [
         "calibrated_1shot",
         "calibrated_5shot",
@@ -300,7 +299,7 @@ def write(results, cfg, args):
         )
     lines += ["", "Recipes:", ""]
     lines += [f"- `{k}`: `{v}`" for k, v in RECIPES.items()]
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    write_result(RESULTS / args.out, doc, "\n".join(lines) + "\n", echo=False)
     plot(summary, RESULTS / f"{args.out}.png")
 
 

@@ -37,6 +37,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 import bench_calibration as bc  # noqa: E402
+from _machine import write_result  # noqa: E402
 
 RESULTS = HERE / "results"
 SELECTION = ("paper", 0.05)
@@ -392,13 +393,10 @@ def main():
     )
     out["stem_suffix"] = stem[len("probability_calibration") :]
     save(out, stem)
-    print(markdown(out))
 
 
 def save(out, stem):
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
-    (RESULTS / f"{stem}.md").write_text(markdown(out))
+    write_result(RESULTS / stem, out, markdown(out))
     plot(out, RESULTS / f"{stem}.png")
 
 

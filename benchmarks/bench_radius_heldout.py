@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         "environment": machine_info(),
         "rows": rows,
     }
-    write_result(str(args.out), result, markdown(result))
+    write_result(args.out, result, markdown(result))
     return 0
 
 

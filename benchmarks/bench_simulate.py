@@ -11,12 +11,11 @@ Run: python benchmarks/bench_simulate.py [--quick]
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
-from _machine import load_at_start, machine_info
+from _machine import load_at_start, machine_info, write_result
 from threadpoolctl import threadpool_limits
 
 from fscc_sklearn.datasets import (
@@ -203,11 +202,7 @@ def main() -> None:
                 "nyquist_to_mid"
             ]
     res["reference"] = SHREC21_REFERENCE_STATS
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "simulate.json").write_text(json.dumps(res, indent=2) + "\n")
-    md = markdown(res)
-    (RESULTS / "simulate.md").write_text(md)
-    print(md)
+    write_result(RESULTS / "simulate", res, markdown(res))
 
 
 if __name__ == "__main__":

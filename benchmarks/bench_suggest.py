@@ -34,7 +34,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import _discovery_data as data  # noqa: E402
 import numpy as np  # noqa: E402
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_result  # noqa: E402
 
 from fscc_sklearn import adapt, pretrained_model, suggest_labels  # noqa: E402
 
@@ -245,11 +245,8 @@ def main(argv=None):
         "episodes_raw": {str(k): v for k, v in per_snr.items()},
         "summary": summarise(per_snr),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "suggest.json").write_text(json.dumps(record, indent=1) + "\n")
-    (RESULTS / "suggest.md").write_text(report(record))
+    write_result(RESULTS / "suggest", record, report(record))
     plot(record, RESULTS / "suggest.png")
-    print(report(record))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from _machine import write_result
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -159,10 +161,7 @@ def markdown(s: dict) -> str:
 
 def main() -> int:
     s = summary()
-    (RESULTS / "fuzz.json").write_text(json.dumps(s, indent=2))
-    text = markdown(s)
-    (RESULTS / "fuzz.md").write_text(text)
-    print(text)
+    write_result(RESULTS / "fuzz", s, markdown(s))
     return 0
 
 

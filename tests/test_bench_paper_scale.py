@@ -72,3 +72,17 @@ def test_report_of_the_committed_shrec21_run_names_its_dataset(tmp_path):
     assert "(SHREC'21-like, SNR 0.05)" in md and "(8 base, 5 novel classes)" in md
     assert "| paper: FSCC | 76.07 | 68.24 |" in md
     assert (tmp_path / "paper_scale.png").stat().st_size > 0
+
+
+def test_write_result_replaces_both_files_whole(tmp_path, capsys):
+    machine = import_benchmark("_machine")
+    prefix = tmp_path / "out" / "run.v2"  # a dot in the name is not a suffix
+    machine.write_result(prefix, {"a": 1, "p": Path("x")}, "# one\n")
+    machine.write_result(prefix, {"a": 2}, "# two\n", echo=False)
+    assert json.loads((tmp_path / "out" / "run.v2.json").read_text()) == {"a": 2}
+    assert (tmp_path / "out" / "run.v2.md").read_text() == "# two\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "run.v2.json",
+        "run.v2.md",
+    ]
+    assert capsys.readouterr().out == "# one\n\n"  # printed once, echo=False is quiet
