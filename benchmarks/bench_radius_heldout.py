@@ -78,6 +78,11 @@ def _mean_ci(d) -> str:
     return f"{d.mean():+.1f} ± {ci:.1f}"
 
 
+def _gain(gain) -> str:
+    """The base fit's measurement; none with fewer than 3 base classes."""
+    return "not measured" if gain is None else f"{gain:+.1f}"
+
+
 def markdown(result: dict) -> str:
     lines = [
         "# The pooled one-shot radius on held-out features\n",
@@ -117,7 +122,7 @@ def markdown(result: dict) -> str:
         gained = _mean_ci(acc[AUTO] - pooled)
         pooled = _mean_ci(pooled - acc["pool_radius_shots=0"])
         lines.append(
-            f"| {row['features']} | {row['shots']} | {row['pooling_gain']:+.1f} | "
+            f"| {row['features']} | {row['shots']} | {_gain(row['pooling_gain'])} | "
             f"{'yes' if row['auto_pools'] else 'no'} | {pooled} | {gained} |"
         )
     return "\n".join(lines) + "\n"

@@ -47,3 +47,5 @@ def test_reports_auto_against_fixed_pooling(tmp_path):
         np.testing.assert_array_equal(auto, same)
     text = out.with_suffix(".md").read_text()
     assert "| nested | 1 |" in text and "| no |" in text and "| yes |" in text
+    rows["even"]["pooling_gain"] = None  # a base set too small to measure
+    assert "| even | 1 | not measured | yes |" in bench.markdown(result)
