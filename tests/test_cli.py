@@ -745,3 +745,35 @@ def test_training_monitor_records_loss_terms_and_draws_bars(capsys):
     assert plain.history[-1, "train_ce"] == pytest.approx(
         plain.history[-1, "train_loss"]
     )
+
+
+@pytest.mark.parametrize("pool", ["0", "2", "auto"])
+def test_adapt_pool_radius_shots_sets_the_classifiers_pooling(work, tmp_path, pool):
+    out = tmp_path / f"pool{pool}.safetensors"
+    argv = ["adapt", work / "base.safetensors", work / "sim" / "novel", "--shots", "1"]
+    assert (
+        main([str(a) for a in [*argv, "--pool-radius-shots", pool, "-o", out, "-q"]])
+        == 0
+    )
+    clf = load_model(out)[-1]
+    assert clf.pool_radius_shots == (pool if pool == "auto" else int(pool))
+    if pool != "auto":
+        assert clf.pool_radius_shots_ == int(pool)
+
+
+def test_adapt_pool_radius_shots_refuses_other_values(work, tmp_path, capsys):
+    for bad in ("-1", "all", "1.5"):
+        with pytest.raises(SystemExit):
+            main(
+                [
+                    "adapt",
+                    str(work / "base.safetensors"),
+                    str(work / "sim" / "novel"),
+                    "--pool-radius-shots",
+                    bad,
+                    "-o",
+                    str(tmp_path / "x.safetensors"),
+                ]
+            )
+        assert "--pool-radius-shots" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()

@@ -37,6 +37,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pool_shots(text: str) -> int | str:
+    """argparse type of --pool-radius-shots: "auto" or an integer >= 0."""
+    return text if text == "auto" else _non_negative_int(text)
+
+
 def _non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 (seeds)."""
     value = _whole(text)

@@ -19,6 +19,7 @@ from ._args import (
     _data_args,
     _debug_arg,
     _episode_args,
+    _pool_shots,
     _positive_float,
     _positive_int,
     _resample_arg,
@@ -176,6 +177,13 @@ def _adapt_command(sub) -> None:
     )
     p.add_argument(
         "--k", type=_positive_int, help="nearest base classes used for calibration"
+    )
+    p.add_argument(
+        "--pool-radius-shots",
+        type=_pool_shots,
+        metavar="auto|N",
+        help="new classes with at most N examples share one pooled radius; 'auto' "
+        "lets the base classes' measurement decide (default: the model's setting)",
     )
     _reject_arg(
         p,

@@ -60,6 +60,13 @@ def cmd_adapt(args):
     model = unfreeze(model)
     if args.k is not None:
         model.set_params(clf__k=args.k)
+    if args.pool_radius_shots is not None:
+        if "pool_radius_shots" not in model[-1].get_params():
+            raise UserError(
+                f"--pool-radius-shots: the model's {type(model[-1]).__name__} has no "
+                "such option (CalibratedFewShotClassifier has)"
+            )
+        model.set_params(clf__pool_radius_shots=args.pool_radius_shots)
     if args.reject is not None:
         if "reject" not in model[-1].get_params():
             raise UserError(
