@@ -68,7 +68,9 @@ def parse_args(argv=None):
     if args.snr is None:
         args.snr = PAPER_SNR[args.dataset]
     if args.stem is None:
-        args.stem = "paper_scale" + ("" if args.dataset == "shrec21" else "_shrec19")
+        args.stem = "paper_scale" + (
+            "" if args.dataset == "shrec21" else f"_{args.dataset}"
+        )
     return args
 
 
