@@ -748,17 +748,26 @@ def test_training_monitor_records_loss_terms_and_draws_bars(capsys):
 
 
 @pytest.mark.parametrize("pool", ["0", "2", "auto"])
-def test_adapt_pool_radius_shots_sets_the_classifiers_pooling(work, tmp_path, pool):
+def test_adapt_pool_radius_shots_sets_the_classifiers_pooling(
+    work, tmp_path, capsys, pool
+):
     out = tmp_path / f"pool{pool}.safetensors"
     argv = ["adapt", work / "base.safetensors", work / "sim" / "novel", "--shots", "1"]
-    assert (
-        main([str(a) for a in [*argv, "--pool-radius-shots", pool, "-o", out, "-q"]])
-        == 0
-    )
+    code, _, err = run(capsys, *argv, "--pool-radius-shots", pool, "-o", out)
+    assert code == 0
     clf = load_model(out)[-1]
     assert clf.pool_radius_shots == (pool if pool == "auto" else int(pool))
     if pool != "auto":
         assert clf.pool_radius_shots_ == int(pool)
+    # one-shot classes: adapt says what their radius is and why
+    said = "keep their own radius" if clf.pool_radius_shots_ == 0 else "pool their"
+    assert said in err and f"pool_radius_shots={clf.pool_radius_shots!r}" in err
+
+
+def test_adapt_says_nothing_about_pooling_with_five_shots(work, tmp_path, capsys):
+    argv = ["adapt", work / "base.safetensors", work / "sim" / "novel", "--shots", "5"]
+    code, _, err = run(capsys, *argv, "-o", tmp_path / "five.safetensors")
+    assert code == 0 and "radius" not in err
 
 
 def test_adapt_pool_radius_shots_refuses_other_values(work, tmp_path, capsys):

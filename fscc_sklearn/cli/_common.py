@@ -98,5 +98,26 @@ def _class_summary(y) -> str:
     return ", ".join(f"{c} ({n})" for c, n in zip(classes, counts, strict=True))
 
 
+def _pooling_summary(clf) -> str:
+    """What a CalibratedFewShotClassifier does with classes of one or two
+    examples, and why."""
+    shots, gain = clf.pool_radius_shots_, clf.base_statistics_.pooling_gain
+    what = (
+        "classes of one or two examples keep their own radius"
+        if shots == 0
+        else f"classes of up to {shots} examples pool their radius"
+    )
+    why = (
+        "not measured"
+        if gain is None
+        else f"pooling gained {gain:+.1f} points on one-shot episodes of the base "
+        "classes"
+    )
+    return (
+        f"{what} (pool_radius_shots={clf.pool_radius_shots!r}: {why}; "
+        "docs/calibration.md, step 4)"
+    )
+
+
 def _few(names, n=5) -> str:
     return ", ".join(map(str, names[:n])) + (" ..." if len(names) > n else "")

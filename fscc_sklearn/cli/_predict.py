@@ -17,6 +17,7 @@ from ._common import (
     _class_summary,
     _few,
     _note,
+    _pooling_summary,
     _say,
     _warn,
 )
@@ -78,6 +79,11 @@ def cmd_adapt(args):
             raise UserError("--reject inf rejects nothing: leave --reject out")
         model.set_params(clf__reject=args.reject)
     adapted = adapt(model, data.X, data.y)
+    clf = adapted[-1]
+    if hasattr(clf, "pool_radius_shots_"):
+        fewest = np.unique(data.y, return_counts=True)[1].min()
+        if fewest <= max(clf.pool_radius_shots_, 2):
+            _note(args, _pooling_summary(clf))
     extra = {
         "voxel_size": meta.get("voxel_size") or data.voxel_size,
         "seed": args.seed,

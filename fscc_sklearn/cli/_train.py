@@ -24,6 +24,7 @@ from ._common import (
     _check_outputs,
     _class_summary,
     _note,
+    _pooling_summary,
     _prepare_dir,
     _say,
     _warn,
@@ -219,19 +220,6 @@ def cmd_pretrain(args):
     _note(args, _pooling_summary(pipe.named_steps["clf"]))
     if args.plot_dir is not None:
         _pretrain_plots(args, pipe, data)
-
-
-def _pooling_summary(clf) -> str:
-    """What the base fit chose for one- and two-shot classes."""
-    gain = clf.base_statistics_.pooling_gain
-    if gain is None:  # an integer pool_radius_shots: nothing was measured
-        return f"pool_radius_shots={clf.pool_radius_shots_} (not measured)"
-    keep = clf.pool_radius_shots_ == 0
-    return (
-        f"one- and two-shot classes will {'keep their own' if keep else 'pool their'} "
-        f"radius: pooling gained {gain:+.1f} points on one-shot episodes of the base "
-        "classes (docs/calibration.md, step 4)"
-    )
 
 
 def _pretrain_plots(args, pipe, data):
