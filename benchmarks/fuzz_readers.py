@@ -28,7 +28,8 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-from hypothesis import HealthCheck, Phase, example, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import example as explicit_example
 from hypothesis import strategies as st
 
 from fscc_sklearn.io import (
@@ -390,7 +391,7 @@ def _fuzz_target(
                     )
 
         for value in valid:
-            run = example(value)(run)
+            run = explicit_example(value)(run)
         run()
     return {
         "examples": n_examples + len(valid),
